@@ -5,6 +5,7 @@
 #   scripts/stack.sh down    stop the processes this script started (PostgreSQL and Redis stay up)
 #   scripts/stack.sh status  one line per service
 #   scripts/stack.sh env     the environment variables that point the binaries at this stack
+#   scripts/stack.sh stop-worker  stop the worker the demo started
 #
 # PostgreSQL and Redis are the machine's own (started or installed from Debian's packages when
 # absent). PgBouncer, the SNS/SQS emulator (fauxqs on Node 22) and Mailpit run from .stack/,
@@ -174,6 +175,8 @@ case "$cmd" in
     log "stack ready (logs in $LOGS)" ;;
   down)
     for s in worker mailpit emulator pgbouncer; do stop_one "$s"; done ;;
+  stop-worker)
+    stop_one worker ;;
   status)
     status_line postgresql pg_isready -q -h 127.0.0.1 -p 5432
     status_line redis port_open 127.0.0.1 6379
@@ -193,5 +196,5 @@ export SMTP_ADDR=127.0.0.1:$SMTP_PORT
 export MAILPIT_URL=http://127.0.0.1:$MAILPIT_HTTP_PORT
 EOF
     ;;
-  *) die "usage: $0 up|down|status|env" ;;
+  *) die "usage: $0 up|down|status|env|stop-worker" ;;
 esac

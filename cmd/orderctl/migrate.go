@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/orderpipe/orderpipe/internal/seed"
+)
+
+func migrate(ctx context.Context, c *cli, args []string) error {
+	fs := newFlags("migrate")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	db, err := c.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx, slog.New(slog.NewTextHandler(os.Stderr, nil))); err != nil {
+		return err
+	}
+	if err := db.Seed(ctx, seed.Products, seed.Coupons); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "database migrated; catalog seeded: %d products, %d coupons\n", len(seed.Products), len(seed.Coupons))
+	return nil
+}
+
+// reset empties the order tables, restores the seed catalog and purges the
+// queues and DLQs: a clean slate for a demo. Never point it at production.
+func reset(ctx context.Context, c *cli, args []string) error {
+	fs := newFlags("reset")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	r, err := c.reporter(ctx)
+	if err != nil {
+		return err
+	}
+	defer r.db.Close()
+	if err := r.db.Reset(ctx, seed.Products, seed.Coupons); err != nil {
+		return err
+	}
+	for _, q := range r.ap.Queues {
+		for _, url := range []string{q.URL, q.DLQURL} {
+			_, err := r.sqsc.PurgeQueue(ctx, &sqs.PurgeQueueInput{QueueUrl: aws.String(url)})
+			var busy *sqstypes.PurgeQueueInProgress
+			if err != nil && !errors.As(err, &busy) {
+				return fmt.Errorf("purge %s: %w", url, err)
+			}
+		}
+	}
+	fmt.Fprintln(c.out, "order tables emptied, catalog restored, queues purged")
+	return nil
+}

@@ -1,0 +1,36 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/orderpipe/orderpipe/store"
+	"github.com/orderpipe/orderpipe/topology"
+)
+
+func provision(ctx context.Context, c *cli, args []string) error {
+	fs := newFlags("provision")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := c.common.AWS(ctx)
+	if err != nil {
+		return err
+	}
+	ap, err := topology.Apply(ctx, sns.NewFromConfig(cfg), sqs.NewFromConfig(cfg), c.common.Topology())
+	if err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(ap, "", "  ")
+	fmt.Fprintln(c.out, string(b))
+	return nil
+}
+
+// openStore opens the pool; callers close it.
+func (c *cli) openStore(ctx context.Context) (*store.DB, error) {
+	return store.Open(ctx, c.common.Store)
+}

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/orderpipe/orderpipe/store"
+	"github.com/orderpipe/orderpipe/topology"
+)
+
+// Report is what `orderctl report --json` prints.
+type Report struct {
+	store.Counts
+	DLQ     int64 `json:"dlq"`     // messages in the three DLQs
+	Pending int64 `json:"pending"` // messages visible, in flight or delayed in the three queues
+}
+
+func (c *cli) resolve(ctx context.Context, cfg aws.Config) (topology.Applied, error) {
+	return topology.Resolve(ctx, sns.NewFromConfig(cfg), sqs.NewFromConfig(cfg), c.common.Topology())
+}
+
+func (c *cli) collect(ctx context.Context, db *store.DB, sqsc *sqs.Client, ap topology.Applied) (Report, error) {
+	var r Report
+	var err error
+	if r.Counts, err = db.Counts(ctx); err != nil {
+		return r, err
+	}
+	for _, q := range ap.Queues {
+		n, err := queueDepth(ctx, sqsc, q.URL)
+		if err != nil {
+			return r, err
+		}
+		r.Pending += n
+		if n, err = queueDepth(ctx, sqsc, q.DLQURL); err != nil {
+			return r, err
+		}
+		r.DLQ += n
+	}
+	return r, nil
+}
+
+func queueDepth(ctx context.Context, sqsc *sqs.Client, url string) (int64, error) {
+	names := []sqstypes.QueueAttributeName{
+		sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+		sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+		sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed,
+	}
+	out, err := sqsc.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url), AttributeNames: names})
+	if err != nil {
+		return 0, fmt.Errorf("depth of %s: %w", url, err)
+	}
+	var total int64
+	for _, n := range names {
+		v, _ := strconv.ParseInt(out.Attributes[string(n)], 10, 64)
+		total += v
+	}
+	return total, nil
+}
+
+// reporter holds what report and wait need open.
+type reporter struct {
+	c    *cli
+	db   *store.DB
+	sqsc *sqs.Client
+	ap   topology.Applied
+}
+
+func (c *cli) reporter(ctx context.Context) (*reporter, error) {
+	cfg, err := c.common.AWS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ap, err := c.resolve(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	db, err := c.openStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &reporter{c: c, db: db, sqsc: sqs.NewFromConfig(cfg), ap: ap}, nil
+}
+
+func (r *reporter) collect(ctx context.Context) (Report, error) {
+	return r.c.collect(ctx, r.db, r.sqsc, r.ap)
+}
+
+func report(ctx context.Context, c *cli, args []string) error {
+	fs := newFlags("report")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	r, err := c.reporter(ctx)
+	if err != nil {
+		return err
+	}
+	defer r.db.Close()
+	rep, err := r.collect(ctx)
+	if err != nil {
+		return err
+	}
+	return c.print(rep, *asJSON)
+}
+
+func (c *cli) print(rep Report, asJSON bool) error {
+	if asJSON {
+		b, err := json.Marshal(rep)
+		if err != nil {
+			return fmt.Errorf("encode report: %w", err)
+		}
+		_, err = fmt.Fprintln(c.out, string(b))
+		return err
+	}
+	w := tabwriter.NewWriter(c.out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	rows := []struct {
+		k string
+		v any
+	}{
+		{"orders", rep.Orders}, {"billed", rep.Billed}, {"invoices voided", rep.InvoicesVoided},
+		{"billed total (USD)", fmt.Sprintf("%d.%02d", rep.BilledCents/100, rep.BilledCents%100)},
+		{"inventory reserved", rep.InventoryReserved}, {"inventory rejected", rep.InventoryRejected},
+		{"emails sent", rep.Notified}, {"confirmations", rep.Confirmations},
+		{"dead-lettered", rep.DLQ}, {"pending", rep.Pending},
+	}
+	for _, r := range rows {
+		fmt.Fprintf(w, "%s\t%v\t\n", r.k, r.v)
+	}
+	return w.Flush()
+}
+
+// fullyHandled says whether n placed orders went through all three handlers
+// and nothing is left in the queues.
+func (rep Report) fullyHandled(n int64) bool {
+	return rep.Orders == n && rep.Billed == n && rep.InventoryReserved+rep.InventoryRejected == n &&
+		rep.Confirmations == n && rep.Pending == 0
+}
+
+func wait(ctx context.Context, c *cli, args []string) error {
+	fs := newFlags("wait")
+	n := fs.Int64("orders", 0, "how many placed orders to wait for (required)")
+	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long")
+	asJSON := fs.Bool("json", false, "print the final report as one JSON object")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *n <= 0 {
+		return fmt.Errorf("--orders N is required")
+	}
+	r, err := c.reporter(ctx)
+	if err != nil {
+		return err
+	}
+	defer r.db.Close()
+	deadline := time.Now().Add(*timeout)
+	for {
+		rep, err := r.collect(ctx)
+		if err != nil {
+			return err
+		}
+		done := rep.fullyHandled(*n)
+		if done || time.Now().After(deadline) || (rep.Pending == 0 && rep.DLQ > 0) {
+			if err := c.print(rep, *asJSON); err != nil {
+				return err
+			}
+			if done && rep.DLQ == 0 {
+				return nil
+			}
+			return fmt.Errorf("not every order was fully handled (want %d orders, %d dead-lettered, %d pending)", *n, rep.DLQ, rep.Pending)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}

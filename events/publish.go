@@ -1,0 +1,176 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	snstypes "github.com/aws/aws-sdk-go-v2/service/sns/types"
+	"github.com/cenkalti/backoff/v5"
+)
+
+// SNSAPI is the part of the SNS client the publisher uses.
+type SNSAPI interface {
+	PublishBatch(ctx context.Context, in *sns.PublishBatchInput, opts ...func(*sns.Options)) (*sns.PublishBatchOutput, error)
+}
+
+// PublisherConfig configures a Publisher.
+type PublisherConfig struct {
+	// TopicARN is the topic events go to. Required.
+	TopicARN string
+	// Concurrency is how many PublishBatch calls run at once. Defaults to 8.
+	Concurrency int
+	// MaxAttempts bounds the attempts per batch entry, for throttling and
+	// server-side failures. Defaults to 5.
+	MaxAttempts int
+}
+
+// Publisher defaults.
+const (
+	PublisherConcurrencyDefault = 8
+	PublisherMaxAttemptsDefault = 5
+	maxBatchEntries             = 10 // the SNS limit
+)
+
+// Publisher sends events to the topic with PublishBatch, ten at a time,
+// retrying the entries SNS failed for reasons of its own.
+type Publisher struct {
+	client SNSAPI
+	cfg    PublisherConfig
+}
+
+// NewPublisher returns a Publisher.
+func NewPublisher(client SNSAPI, cfg PublisherConfig) (*Publisher, error) {
+	if cfg.TopicARN == "" {
+		return nil, errors.New("events: PublisherConfig.TopicARN is required")
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = PublisherConcurrencyDefault
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = PublisherMaxAttemptsDefault
+	}
+	return &Publisher{client: client, cfg: cfg}, nil
+}
+
+// RawMessage is a message as it goes onto the topic. Publishing raw bodies is
+// for tools and tests that need to send what the contract forbids.
+type RawMessage struct {
+	Body          string
+	EventType     string // becomes the event_type attribute when set
+	SchemaVersion int    // becomes the schema_version attribute when non-zero
+}
+
+// Publish validates, encodes and publishes events. It returns how many were
+// accepted by SNS and an error naming the ones that were not.
+func (p *Publisher) Publish(ctx context.Context, evs []Event) (int, error) {
+	msgs := make([]RawMessage, len(evs))
+	for i, ev := range evs {
+		body, err := Encode(ev)
+		if err != nil {
+			return 0, err
+		}
+		msgs[i] = RawMessage{Body: string(body), EventType: string(ev.EventType), SchemaVersion: ev.SchemaVersion}
+	}
+	return p.PublishRaw(ctx, msgs)
+}
+
+// PublishRaw publishes messages as they are.
+func (p *Publisher) PublishRaw(ctx context.Context, msgs []RawMessage) (int, error) {
+	batches := make(chan []RawMessage)
+	var (
+		mu        sync.Mutex
+		published int
+		errs      []error
+		wg        sync.WaitGroup
+	)
+	for range p.cfg.Concurrency {
+		wg.Go(func() {
+			for b := range batches {
+				err := p.publishBatch(ctx, b)
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, err)
+				} else {
+					published += len(b)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for start := 0; start < len(msgs); start += maxBatchEntries {
+		end := min(start+maxBatchEntries, len(msgs))
+		select {
+		case batches <- msgs[start:end]:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("publish: %w", context.Cause(ctx)))
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(batches)
+	wg.Wait()
+	return published, errors.Join(errs...)
+}
+
+// publishBatch sends up to ten messages, resending only the entries that
+// failed on the server's side (throttling, internal errors).
+func (p *Publisher) publishBatch(ctx context.Context, msgs []RawMessage) error {
+	pending := make(map[string]RawMessage, len(msgs))
+	for i, m := range msgs {
+		pending[strconv.Itoa(i)] = m
+	}
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 100 * time.Millisecond
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		out, err := p.client.PublishBatch(ctx, p.batchInput(pending))
+		if err != nil {
+			return struct{}{}, fmt.Errorf("sns PublishBatch: %w", err)
+		}
+		for _, ok := range out.Successful {
+			delete(pending, aws.ToString(ok.Id))
+		}
+		var failed []error
+		for _, f := range out.Failed {
+			err := fmt.Errorf("entry %s: %s: %s", aws.ToString(f.Id), aws.ToString(f.Code), aws.ToString(f.Message))
+			if f.SenderFault {
+				// The request itself is wrong; sending it again cannot help.
+				return struct{}{}, backoff.Permanent(err)
+			}
+			failed = append(failed, err)
+		}
+		if len(pending) > 0 {
+			return struct{}{}, errors.Join(failed...)
+		}
+		return struct{}{}, nil
+	}, backoff.WithBackOff(bo), backoff.WithMaxTries(uint(p.cfg.MaxAttempts)))
+	if err != nil {
+		return fmt.Errorf("publish %d of %d messages: %w", len(pending), len(msgs), err)
+	}
+	return nil
+}
+
+func (p *Publisher) batchInput(pending map[string]RawMessage) *sns.PublishBatchInput {
+	in := &sns.PublishBatchInput{TopicArn: aws.String(p.cfg.TopicARN)}
+	for id, m := range pending {
+		attrs := map[string]snstypes.MessageAttributeValue{}
+		if m.EventType != "" {
+			attrs[AttrEventType] = snstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(m.EventType)}
+		}
+		if m.SchemaVersion != 0 {
+			attrs[AttrSchemaVersion] = snstypes.MessageAttributeValue{DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(m.SchemaVersion))}
+		}
+		in.PublishBatchRequestEntries = append(in.PublishBatchRequestEntries, snstypes.PublishBatchRequestEntry{
+			Id:                aws.String(id),
+			Message:           aws.String(m.Body),
+			MessageAttributes: attrs,
+		})
+	}
+	return in
+}

@@ -1,0 +1,59 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/orderpipe/orderpipe/catalog"
+)
+
+// Seed inserts the catalog and coupons. Existing rows are left alone, so a
+// second run changes nothing; Reset puts them back to these values.
+func (db *DB) Seed(ctx context.Context, products []catalog.Product, coupons []catalog.Coupon) error {
+	return db.inTx(ctx, func(t *txn) error { return t.seed(ctx, products, coupons, false) })
+}
+
+// Reset empties every order table, restarts invoice numbering and puts
+// stock, prices and coupons back to the seed values. For demos and tests:
+// never run it against production.
+func (db *DB) Reset(ctx context.Context, products []catalog.Product, coupons []catalog.Coupon) error {
+	return db.inTx(ctx, func(t *txn) error {
+		if _, err := t.tx.Exec(ctx, `
+			TRUNCATE processed_events, invoice_lines, invoices, coupon_redemptions, billing_cancellations,
+			         reservations, stock_movements, notifications;
+			UPDATE invoice_counter SET last = 0`); err != nil {
+			return fmt.Errorf("reset: %w", err)
+		}
+		return t.seed(ctx, products, coupons, true)
+	})
+}
+
+func (t *txn) seed(ctx context.Context, products []catalog.Product, coupons []catalog.Coupon, overwrite bool) error {
+	onConflict := "DO NOTHING"
+	if overwrite {
+		onConflict = "DO UPDATE SET name = EXCLUDED.name, price_cents = EXCLUDED.price_cents, stock = EXCLUDED.stock, updated_at = now()"
+	}
+	b := &pgx.Batch{}
+	for _, p := range products {
+		b.Queue(`INSERT INTO products (sku, name, price_cents, stock) VALUES ($1, $2, $3, $4) ON CONFLICT (sku) `+onConflict,
+			string(p.SKU), p.Name, int64(p.Price), p.Stock)
+	}
+	couponConflict := "DO NOTHING"
+	if overwrite {
+		couponConflict = `DO UPDATE SET kind = EXCLUDED.kind, percent_bp = EXCLUDED.percent_bp,
+			amount_off_cents = EXCLUDED.amount_off_cents, min_order_cents = EXCLUDED.min_order_cents,
+			valid_from = EXCLUDED.valid_from, valid_until = EXCLUDED.valid_until,
+			max_redemptions = EXCLUDED.max_redemptions, redemptions = 0`
+	}
+	for _, c := range coupons {
+		b.Queue(`INSERT INTO coupons (code, kind, percent_bp, amount_off_cents, min_order_cents, valid_from, valid_until, max_redemptions)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (code) `+couponConflict,
+			c.Code, string(c.Kind), c.PercentBP, int64(c.AmountOff), int64(c.MinOrder), c.ValidFrom, c.ValidUntil, c.MaxRedemptions)
+	}
+	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("seed catalog: %w", err)
+	}
+	return nil
+}

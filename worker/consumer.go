@@ -1,0 +1,383 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+)
+
+// SQSAPI is the part of the SQS client the runtime uses.
+type SQSAPI interface {
+	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
+	DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
+	ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
+	SendMessage(ctx context.Context, in *sqs.SendMessageInput, opts ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
+}
+
+// Config configures a Consumer.
+type Config struct {
+	// Name labels logs (the handler's name). Required.
+	Name string
+	// QueueURL is the queue to consume. Required.
+	QueueURL string
+	// DLQURL receives messages whose handler returned a Permanent error. Required.
+	DLQURL string
+	// MaxInFlight bounds the messages received and not yet finished. Defaults to 20.
+	MaxInFlight int
+	// WaitTime is the long-polling wait of a receive. Defaults to 20s.
+	WaitTime time.Duration
+	// VisibilityTimeout must equal the queue's; the heartbeat extends a
+	// message by this much while its handler runs. Defaults to 30s.
+	VisibilityTimeout time.Duration
+	// HandlerTimeout bounds one handler call. Defaults to 2m.
+	HandlerTimeout time.Duration
+	// ShutdownTimeout bounds how long Run waits for in-flight handlers after
+	// its context is cancelled. Defaults to 25s (under ECS's default 30s stopTimeout).
+	ShutdownTimeout time.Duration
+	// RetryPolicy schedules redeliveries of failed messages. Defaults to ExponentialRetry{}.
+	RetryPolicy RetryPolicy
+	// Logger receives the runtime's logs. Defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Config defaults.
+const (
+	MaxInFlightDefault       = 20
+	WaitTimeDefault          = 20 * time.Second
+	VisibilityTimeoutDefault = 30 * time.Second
+	HandlerTimeoutDefault    = 2 * time.Minute
+	ShutdownTimeoutDefault   = 25 * time.Second
+	maxReceiveBatch          = 10 // the SQS limit
+)
+
+// Attributes the runtime sets on a dead-lettered message.
+const (
+	AttrDLQReason       = "orderpipe_dlq_reason"
+	AttrDLQError        = "orderpipe_dlq_error"
+	AttrDLQSourceQueue  = "orderpipe_dlq_source_queue"
+	AttrDLQReceiveCount = "orderpipe_dlq_receive_count"
+	maxErrorAttrLen     = 1024
+)
+
+func (c *Config) setDefaults() {
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = MaxInFlightDefault
+	}
+	if c.WaitTime <= 0 {
+		c.WaitTime = WaitTimeDefault
+	}
+	if c.VisibilityTimeout <= 0 {
+		c.VisibilityTimeout = VisibilityTimeoutDefault
+	}
+	if c.HandlerTimeout <= 0 {
+		c.HandlerTimeout = HandlerTimeoutDefault
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = ShutdownTimeoutDefault
+	}
+	if c.RetryPolicy == nil {
+		c.RetryPolicy = ExponentialRetry{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate names the first bad field.
+func (c *Config) Validate() error {
+	switch {
+	case c.Name == "":
+		return errors.New("worker: Config.Name is required")
+	case c.QueueURL == "":
+		return errors.New("worker: Config.QueueURL is required")
+	case c.DLQURL == "":
+		return errors.New("worker: Config.DLQURL is required")
+	case c.WaitTime > 20*time.Second:
+		return errors.New("worker: Config.WaitTime must be at most 20s (the SQS limit)")
+	case c.VisibilityTimeout < 2*time.Second:
+		return errors.New("worker: Config.VisibilityTimeout must be at least 2s")
+	}
+	return nil
+}
+
+// Consumer consumes one queue.
+type Consumer struct {
+	client  SQSAPI
+	handler Handler
+	cfg     Config
+	log     *slog.Logger
+	deleter *deleter
+}
+
+// New returns a Consumer for cfg.QueueURL that runs h for each message.
+func New(client SQSAPI, h Handler, cfg Config) (*Consumer, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger.With("handler", cfg.Name)
+	return &Consumer{
+		client: client, handler: h, cfg: cfg, log: log,
+		deleter: newDeleter(client, cfg.QueueURL, log),
+	}, nil
+}
+
+// Run receives and processes messages until ctx is cancelled, then stops
+// receiving, waits up to ShutdownTimeout for in-flight handlers, flushes
+// pending deletes and returns. Messages whose handler did not finish are not
+// deleted: they come back when their visibility expires.
+func (c *Consumer) Run(ctx context.Context) error {
+	// Handlers outlive ctx by up to ShutdownTimeout, so they get their own
+	// context, cancelled only when that time is up.
+	hardCtx, hardStop := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer hardStop(nil)
+	go c.deleter.run()
+
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, c.cfg.MaxInFlight)
+	c.receiveLoop(ctx, hardCtx, slots, &wg)
+
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(c.cfg.ShutdownTimeout):
+		c.log.Warn("shutdown timeout: cancelling in-flight handlers; their messages will be redelivered")
+		hardStop(errors.New("worker: shutdown timeout"))
+		<-done
+	}
+	c.deleter.close()
+	return nil
+}
+
+func (c *Consumer) receiveLoop(ctx, hardCtx context.Context, slots chan struct{}, wg *sync.WaitGroup) {
+	failures := 0
+	for {
+		n, ok := acquire(ctx, slots)
+		if !ok {
+			return
+		}
+		msgs, err := c.receive(ctx, n)
+		release(slots, n-len(msgs))
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			c.log.Error("receive failed", "err", err, "consecutive_failures", failures)
+			if !sleep(ctx, min(time.Duration(failures)*time.Second, 10*time.Second)) {
+				return
+			}
+			continue
+		}
+		failures = 0
+		for _, m := range msgs {
+			wg.Go(func() {
+				defer release(slots, 1)
+				c.process(hardCtx, m)
+			})
+		}
+	}
+}
+
+// acquire blocks for one free slot, then takes up to a receive batch more
+// without blocking. It returns how many it took.
+func acquire(ctx context.Context, slots chan struct{}) (int, bool) {
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+		return 0, false
+	}
+	n := 1
+	for n < maxReceiveBatch {
+		select {
+		case slots <- struct{}{}:
+			n++
+		default:
+			return n, true
+		}
+	}
+	return n, true
+}
+
+func release(slots chan struct{}, n int) {
+	for range n {
+		<-slots
+	}
+}
+
+func (c *Consumer) receive(ctx context.Context, n int) ([]*Message, error) {
+	out, err := c.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+		QueueUrl:                    aws.String(c.cfg.QueueURL),
+		MaxNumberOfMessages:         int32(n),
+		WaitTimeSeconds:             int32(c.cfg.WaitTime / time.Second),
+		VisibilityTimeout:           int32(c.cfg.VisibilityTimeout / time.Second),
+		MessageAttributeNames:       []string{"All"},
+		MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount, sqstypes.MessageSystemAttributeNameSentTimestamp},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("receive from %s: %w", c.cfg.QueueURL, err)
+	}
+	msgs := make([]*Message, 0, len(out.Messages))
+	for _, m := range out.Messages {
+		msgs = append(msgs, fromSQS(m))
+	}
+	return msgs, nil
+}
+
+func fromSQS(m sqstypes.Message) *Message {
+	msg := &Message{
+		ID:         aws.ToString(m.MessageId),
+		Body:       []byte(aws.ToString(m.Body)),
+		Attributes: make(map[string]string, len(m.MessageAttributes)),
+		receipt:    aws.ToString(m.ReceiptHandle),
+	}
+	for k, v := range m.MessageAttributes {
+		if v.StringValue != nil {
+			msg.Attributes[k] = *v.StringValue
+		}
+	}
+	msg.ReceiveCount, _ = strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
+	if ms, err := strconv.ParseInt(m.Attributes[string(sqstypes.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
+		msg.SentAt = time.UnixMilli(ms)
+	}
+	return msg
+}
+
+// process runs the handler and settles the message: delete, dead-letter, or
+// schedule a retry.
+func (c *Consumer) process(ctx context.Context, m *Message) {
+	hctx, cancel := context.WithTimeoutCause(ctx, c.cfg.HandlerTimeout, errors.New("worker: handler timeout"))
+	defer cancel()
+	stopHeartbeat := c.heartbeat(hctx, m)
+	err := c.safeHandle(hctx, m)
+	stopHeartbeat()
+
+	log := m.logger(c.log)
+	switch reason, permanent := PermanentReason(err); {
+	case err == nil:
+		c.deleter.add(m.receipt)
+	case permanent:
+		c.deadLetter(ctx, m, reason, err, log)
+	case ctx.Err() != nil:
+		// Shutdown cut the handler short: not the message's fault. Leave it
+		// to be redelivered without counting a failure.
+		log.Warn("handler interrupted by shutdown; message will be redelivered", "err", err)
+	default:
+		c.retry(ctx, m, err, log)
+	}
+}
+
+// safeHandle turns a handler panic into an error with the stack, so one bad
+// message cannot take the worker down.
+func (c *Consumer) safeHandle(ctx context.Context, m *Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panic: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return c.handler.Handle(ctx, m)
+}
+
+// heartbeat keeps a message invisible while its handler runs longer than half
+// the visibility timeout, so a slow handler is not raced by a redelivery.
+func (c *Consumer) heartbeat(ctx context.Context, m *Message) (stop func()) {
+	hbCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(c.cfg.VisibilityTimeout / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-hbCtx.Done():
+				return
+			case <-t.C:
+				if err := c.changeVisibility(hbCtx, m, c.cfg.VisibilityTimeout); err != nil && hbCtx.Err() == nil {
+					m.logger(c.log).Warn("visibility heartbeat failed", "err", err)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+func (c *Consumer) retry(ctx context.Context, m *Message, cause error, log *slog.Logger) {
+	delay := c.cfg.RetryPolicy.NextDelay(m.ReceiveCount)
+	var ra *retryAfterError
+	if errors.As(cause, &ra) {
+		delay = min(ra.after, maxVisibility)
+	}
+	log.Warn("handler failed; will retry", "err", cause, "retry_in", delay.Round(time.Millisecond).String())
+	if err := c.changeVisibility(ctx, m, delay); err != nil {
+		log.Error("scheduling retry failed; message returns after its visibility timeout", "err", err)
+	}
+}
+
+func (c *Consumer) changeVisibility(ctx context.Context, m *Message, d time.Duration) error {
+	_, err := c.client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+		QueueUrl:          aws.String(c.cfg.QueueURL),
+		ReceiptHandle:     aws.String(m.receipt),
+		VisibilityTimeout: int32(d / time.Second),
+	})
+	if err != nil {
+		return fmt.Errorf("change visibility of %s: %w", m.ID, err)
+	}
+	return nil
+}
+
+// deadLetter copies the message to the DLQ with the reason, then deletes it.
+// If the copy fails, the message is retried instead: never lost.
+func (c *Consumer) deadLetter(ctx context.Context, m *Message, reason string, cause error, log *slog.Logger) {
+	attrs := make(map[string]sqstypes.MessageAttributeValue, len(m.Attributes)+4)
+	for k, v := range m.Attributes {
+		attrs[k] = stringAttr(v)
+	}
+	errText := cause.Error()
+	if len(errText) > maxErrorAttrLen {
+		errText = errText[:maxErrorAttrLen]
+	}
+	attrs[AttrDLQReason] = stringAttr(reason)
+	attrs[AttrDLQError] = stringAttr(errText)
+	attrs[AttrDLQSourceQueue] = stringAttr(c.cfg.QueueURL)
+	attrs[AttrDLQReceiveCount] = stringAttr(strconv.Itoa(m.ReceiveCount))
+	_, err := c.client.SendMessage(ctx, &sqs.SendMessageInput{
+		QueueUrl:          aws.String(c.cfg.DLQURL),
+		MessageBody:       aws.String(string(m.Body)),
+		MessageAttributes: attrs,
+	})
+	if err != nil {
+		c.retry(ctx, m, fmt.Errorf("dead-letter (%s): %w", reason, err), log)
+		return
+	}
+	log.Warn("message dead-lettered", "reason", reason, "err", cause)
+	c.deleter.add(m.receipt)
+}
+
+func stringAttr(v string) sqstypes.MessageAttributeValue {
+	if v == "" {
+		v = "-" // SQS rejects empty attribute values
+	}
+	return sqstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
+}
+
+// sleep waits d or until ctx is done; it reports whether the full time passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

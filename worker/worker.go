@@ -1,0 +1,60 @@
+// Package worker is a generic SQS consumer runtime: long polling, batch
+// receive, a bounded number of messages in flight, per-message timeouts, a
+// visibility heartbeat for slow handlers, retries scheduled through
+// ChangeMessageVisibility, immediate dead-lettering of permanent failures and
+// batched deletes after success. It knows nothing about orders.
+//
+// The one rule it never bends: a message is deleted only after its handler
+// returned nil (or after it was copied to the DLQ). When in doubt, a
+// redelivery is preferred to a loss; handlers must be idempotent.
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Message is one received SQS message.
+type Message struct {
+	ID           string
+	Body         []byte
+	Attributes   map[string]string // message attributes with string values
+	ReceiveCount int               // ApproximateReceiveCount: 1 on the first delivery
+	SentAt       time.Time
+
+	receipt  string
+	logAttrs []any
+}
+
+// Annotate adds key/value pairs to every log line the runtime writes about
+// this message (event_id, order_id...). Handlers call it once they know them.
+func (m *Message) Annotate(kv ...any) { m.logAttrs = append(m.logAttrs, kv...) }
+
+// Handler processes one message. Returning nil acknowledges it (it is
+// deleted); any other error schedules a retry unless it is Permanent.
+type Handler interface {
+	Handle(ctx context.Context, m *Message) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, m *Message) error
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, m *Message) error { return f(ctx, m) }
+
+// Middleware wraps a Handler. Chain applies them so that the first one listed
+// is the outermost.
+type Middleware func(next Handler) Handler
+
+// Chain wraps h in the middlewares, first listed outermost.
+func Chain(h Handler, mws ...Middleware) Handler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
+}
+
+func (m *Message) logger(l *slog.Logger) *slog.Logger {
+	return l.With("message_id", m.ID, "receive_count", m.ReceiveCount).With(m.logAttrs...)
+}
