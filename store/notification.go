@@ -14,11 +14,11 @@ import (
 
 // NotificationLease is how long a claim on an email keeps a concurrent
 // duplicate from sending it too. It must exceed the SMTP send timeout.
-const NotificationLease = 30 * time.Second
+const NotificationLease = 20 * time.Second
 
 // ClaimNotification implements notification.Store. The claim is a lease:
 // while one worker holds it, a concurrent duplicate gets
-// notification.ErrClaimed; once it expires (the first worker died), another
+// a *notification.ClaimedError; once it expires (the first worker died), another
 // worker may send.
 func (db *DB) ClaimNotification(ctx context.Context, ev events.Event, kind, recipient, messageID string) (bool, error) {
 	var status string
@@ -32,14 +32,17 @@ func (db *DB) ClaimNotification(ctx context.Context, ev events.Event, kind, reci
 		string(ev.EventID), ev.Order.OrderID, kind, recipient, messageID, NotificationLease.String()).Scan(&status)
 	if errors.Is(err, pgx.ErrNoRows) {
 		// Sent already, or claimed by someone else right now.
-		err = db.pool.QueryRow(ctx, `SELECT status FROM notifications WHERE event_id = $1::uuid`, string(ev.EventID)).Scan(&status)
+		var remainingMS int64
+		err = db.pool.QueryRow(ctx, `
+			SELECT status, coalesce((extract(epoch FROM lease_until - now()) * 1000)::bigint, 0)
+			FROM notifications WHERE event_id = $1::uuid`, string(ev.EventID)).Scan(&status, &remainingMS)
 		if err != nil {
 			return false, fmt.Errorf("read notification %s: %w", ev.EventID, err)
 		}
 		if status == "sent" {
 			return true, nil
 		}
-		return false, notification.ErrClaimed
+		return false, &notification.ClaimedError{Remaining: time.Duration(max(remainingMS, 0)) * time.Millisecond}
 	}
 	if err != nil {
 		return false, fmt.Errorf("claim notification %s: %w", ev.EventID, err)

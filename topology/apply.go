@@ -222,3 +222,22 @@ func queueURL(ctx context.Context, sqsc *sqs.Client, name string) (string, error
 	}
 	return aws.ToString(out.QueueUrl), nil
 }
+
+// Depth is how many messages a queue holds: visible, in flight and delayed.
+func Depth(ctx context.Context, sqsc *sqs.Client, url string) (int64, error) {
+	names := []sqstypes.QueueAttributeName{
+		sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+		sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+		sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed,
+	}
+	out, err := sqsc.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url), AttributeNames: names})
+	if err != nil {
+		return 0, fmt.Errorf("depth of %s: %w", url, err)
+	}
+	var total int64
+	for _, n := range names {
+		v, _ := strconv.ParseInt(out.Attributes[string(n)], 10, 64)
+		total += v
+	}
+	return total, nil
+}

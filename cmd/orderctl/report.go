@@ -4,14 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"text/tabwriter"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/orderpipe/orderpipe/store"
 	"github.com/orderpipe/orderpipe/topology"
@@ -35,35 +33,17 @@ func (c *cli) collect(ctx context.Context, db *store.DB, sqsc *sqs.Client, ap to
 		return r, err
 	}
 	for _, q := range ap.Queues {
-		n, err := queueDepth(ctx, sqsc, q.URL)
+		n, err := topology.Depth(ctx, sqsc, q.URL)
 		if err != nil {
 			return r, err
 		}
 		r.Pending += n
-		if n, err = queueDepth(ctx, sqsc, q.DLQURL); err != nil {
+		if n, err = topology.Depth(ctx, sqsc, q.DLQURL); err != nil {
 			return r, err
 		}
 		r.DLQ += n
 	}
 	return r, nil
-}
-
-func queueDepth(ctx context.Context, sqsc *sqs.Client, url string) (int64, error) {
-	names := []sqstypes.QueueAttributeName{
-		sqstypes.QueueAttributeNameApproximateNumberOfMessages,
-		sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
-		sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed,
-	}
-	out, err := sqsc.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url), AttributeNames: names})
-	if err != nil {
-		return 0, fmt.Errorf("depth of %s: %w", url, err)
-	}
-	var total int64
-	for _, n := range names {
-		v, _ := strconv.ParseInt(out.Attributes[string(n)], 10, 64)
-		total += v
-	}
-	return total, nil
 }
 
 // reporter holds what report and wait need open.

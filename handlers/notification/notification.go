@@ -27,12 +27,18 @@ const Name = "notification"
 // ErrUnknownSKU is returned by ProductNames for a SKU not in the catalog.
 var ErrUnknownSKU = errors.New("unknown SKU")
 
-// ErrClaimed is returned by ClaimNotification while another worker holds the
-// claim on the same email: the message is retried after the lease.
-var ErrClaimed = errors.New("email claimed by another worker")
+// ClaimedError is returned by ClaimNotification while another worker holds
+// the claim on the same email, for Remaining more.
+type ClaimedError struct{ Remaining time.Duration }
 
-// claimRetry is when a message whose email is claimed elsewhere comes back.
-const claimRetry = 10 * time.Second
+func (e *ClaimedError) Error() string {
+	return fmt.Sprintf("email claimed by another worker for %s more", e.Remaining.Round(time.Millisecond))
+}
+
+// maxClaimWait is the longest a duplicate waits before looking again: the
+// holder usually finishes within milliseconds, and if it died the lease runs
+// out and a later look takes over.
+const maxClaimWait = 5 * time.Second
 
 // Store is what notification needs from the database.
 type Store interface {
@@ -107,8 +113,9 @@ func (h *Handler) handle(ctx context.Context, ev events.Event) error {
 		return err
 	}
 	sent, err := h.store.ClaimNotification(ctx, ev, string(ev.EventType), msg.To, msg.MessageID)
-	if errors.Is(err, ErrClaimed) {
-		return worker.RetryAfter(claimRetry, err)
+	var claimed *ClaimedError
+	if errors.As(err, &claimed) {
+		return worker.RetryAfter(min(claimed.Remaining+time.Second, maxClaimWait), err)
 	}
 	if err != nil || sent {
 		return err

@@ -1,0 +1,166 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/google/uuid"
+
+	"github.com/orderpipe/orderpipe/catalog"
+	"github.com/orderpipe/orderpipe/events"
+	"github.com/orderpipe/orderpipe/internal/app"
+	"github.com/orderpipe/orderpipe/internal/testenv"
+	"github.com/orderpipe/orderpipe/mailer"
+	"github.com/orderpipe/orderpipe/store"
+	"github.com/orderpipe/orderpipe/topology"
+	"github.com/orderpipe/orderpipe/worker"
+)
+
+// stack is one test's pipeline: its own topology, catalog names and email
+// domain, and a worker running in-process.
+type stack struct {
+	env    *testenv.Env
+	prefix string
+	top    topology.Topology
+	ap     topology.Applied
+	pub    *events.Publisher
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	env := testenv.Open(t, "app")
+	top, ap := env.Topology(t)
+	pub, err := events.NewPublisher(sns.NewFromConfig(env.AWS), events.PublisherConfig{TopicARN: ap.TopicARN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &stack{env: env, prefix: strings.TrimSuffix(top.Topic, "orders"), top: top, ap: ap, pub: pub}
+}
+
+// startWorker runs the worker in-process until the test ends.
+func (s *stack) startWorker(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, app.Config{
+			AWS:      s.env.AWS,
+			Topology: s.top,
+			Store:    store.Config{URL: s.env.DBURL, MaxConns: 8},
+			RedisURL: testenv.RedisURL,
+			SMTP:     mailer.Config{Addr: testenv.SMTPAddr},
+			Consumer: worker.Config{WaitTime: time.Second, RetryPolicy: worker.ExponentialRetry{Base: time.Second, Max: 2 * time.Second}},
+			Logger:   testenv.Logger(),
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	})
+}
+
+// sku names a product of this test's own catalog.
+func (s *stack) sku(name string) events.SKU { return events.SKU(s.prefix + name) }
+
+// addProducts inserts this test's catalog.
+func (s *stack) addProducts(t *testing.T, ps ...catalog.Product) {
+	t.Helper()
+	for _, p := range ps {
+		_, err := s.env.DB.Pool().Exec(context.Background(),
+			`INSERT INTO products (sku, name, price_cents, stock) VALUES ($1, $2, $3, $4)`,
+			string(s.sku(string(p.SKU))), p.Name, int64(p.Price), p.Stock)
+		if err != nil {
+			t.Fatalf("add product %s: %v", p.SKU, err)
+		}
+	}
+}
+
+// addCoupon inserts a coupon named prefix+code.
+func (s *stack) addCoupon(t *testing.T, c catalog.Coupon) {
+	t.Helper()
+	_, err := s.env.DB.Pool().Exec(context.Background(), `
+		INSERT INTO coupons (code, kind, percent_bp, amount_off_cents, min_order_cents, valid_from, valid_until, max_redemptions)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		s.prefix+c.Code, string(c.Kind), c.PercentBP, int64(c.AmountOff), int64(c.MinOrder), c.ValidFrom, c.ValidUntil, c.MaxRedemptions)
+	if err != nil {
+		t.Fatalf("add coupon %s: %v", c.Code, err)
+	}
+}
+
+func (s *stack) emailDomain() string { return strings.TrimSuffix(s.prefix, "-") + ".example.com" }
+
+// placed builds an order.placed event of this test: items alternate SKU name
+// and quantity; coupon is a code without the prefix, or "".
+func (s *stack) placed(orderID, coupon string, items ...any) events.Event {
+	o := events.Order{
+		OrderID:  s.prefix + orderID,
+		Customer: events.Customer{ID: "cus-" + orderID, Email: orderID + "@" + s.emailDomain(), Name: "Test " + orderID},
+		Currency: "USD",
+	}
+	if coupon != "" {
+		o.CouponCode = s.prefix + coupon
+	}
+	for i := 0; i < len(items); i += 2 {
+		o.Items = append(o.Items, events.Item{SKU: s.sku(items[i].(string)), Quantity: items[i+1].(int)})
+	}
+	return events.Event{EventID: events.EventID(uuid.NewString()), EventType: events.OrderPlaced,
+		SchemaVersion: events.SchemaVersion, OccurredAt: time.Now().UTC(), Order: o}
+}
+
+// cancelled is the order.cancelled event for a placed one.
+func cancelled(placed events.Event, reason string) events.Event {
+	ev := placed
+	ev.EventID = events.EventID(uuid.NewString())
+	ev.EventType = events.OrderCancelled
+	ev.Reason = reason
+	return ev
+}
+
+func (s *stack) publish(t *testing.T, evs ...events.Event) {
+	t.Helper()
+	if n, err := s.pub.Publish(context.Background(), evs); err != nil || n != len(evs) {
+		t.Fatalf("published %d of %d: %v", n, len(evs), err)
+	}
+}
+
+// queryInt runs a query returning one integer.
+func (s *stack) queryInt(t *testing.T, q string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := s.env.DB.Pool().QueryRow(context.Background(), q, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
+// waitProcessed waits until each handler has processed want events of this
+// test's orders and Mailpit holds mails emails for its domain.
+func (s *stack) waitProcessed(t *testing.T, want map[string]int64, mails int) {
+	t.Helper()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		for h, n := range want {
+			got := s.queryInt(t, `SELECT count(*) FROM processed_events WHERE handler = $1 AND order_id LIKE $2`, h, s.prefix+"%")
+			if got != n {
+				return fmt.Errorf("%s processed %d events, want %d", h, got, n)
+			}
+		}
+		got, err := testenv.MailCount(context.Background(), s.emailDomain())
+		if err != nil {
+			return err
+		}
+		if got != mails {
+			return fmt.Errorf("mailpit holds %d emails for %s, want %d", got, s.emailDomain(), mails)
+		}
+		return nil
+	})
+}
+
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
