@@ -162,5 +162,4 @@ func (s *stack) waitProcessed(t *testing.T, want map[string]int64, mails int) {
 	})
 }
 
-
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

@@ -100,7 +100,9 @@ func TestStockAllOrNothingAndCancellation(t *testing.T) {
 		catalog.Product{SKU: "B", Name: "Plenty", Price: 500, Stock: 10},
 	)
 	s.startWorker(t)
-	stock := func(sku string) int64 { return s.queryInt(t, `SELECT stock FROM products WHERE sku = $1`, string(s.sku(sku))) }
+	stock := func(sku string) int64 {
+		return s.queryInt(t, `SELECT stock FROM products WHERE sku = $1`, string(s.sku(sku)))
+	}
 
 	x := s.placed("x", "", "A", 2, "B", 1)
 	s.publish(t, x)
