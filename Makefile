@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO    ?= go
 PKGS  := ./...
 
-.PHONY: help up down status demo test test-unit build fuzz lint clean
+.PHONY: help up down status demo test test-unit build fuzz lint clean drill bench soak bench-go
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,18 @@ test: build up ## unit and integration tests (with -race) against the local stac
 
 test-unit: ## unit tests only (no services needed)
 	$(GO) test -short -count=1 $(PKGS)
+
+drill: build up ## failover drill: standby promotion, PostgreSQL and PgBouncer restarts, Redis outage, under load
+	eval "$$(scripts/stack.sh env)" && bin/orderctl drill
+
+bench: build up ## benchmark on the local stack (~8 min): max rate, database ceiling, naive consumer, latency, runtime; table and plot in .stack/bench/
+	eval "$$(scripts/stack.sh env)" && bin/orderctl bench
+
+soak: build up ## worker memory at half the max rate for BENCH_SOAK (10m), after a max run; results in .stack/bench/soak/
+	eval "$$(scripts/stack.sh env)" && bin/orderctl bench --phases max,soak --soak $${BENCH_SOAK:-10m} --profile never --out .stack/bench/soak
+
+bench-go: ## Go benchmarks of the per-message hot path (decode, validate, fingerprint, pricing), with allocations
+	$(GO) test -run '^$$' -bench . -benchmem ./events ./handlers/...
 
 fuzz: ## fuzz the event decoder for 30s
 	$(GO) test ./events -run '^$$' -fuzz FuzzDecode -fuzztime 30s

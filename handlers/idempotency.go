@@ -2,44 +2,140 @@ package handlers
 
 import (
 	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"log/slog"
-	"sync/atomic"
+	"time"
 
 	"github.com/orderpipe/orderpipe/events"
+	"github.com/orderpipe/orderpipe/metrics"
+	"github.com/orderpipe/orderpipe/worker"
 )
 
-// KeyStore is the fast path of idempotency (Redis): completed events are
-// acknowledged without touching the database.
-type KeyStore interface {
-	Done(ctx context.Context, handler string, id events.EventID) (bool, error)
-	MarkDone(ctx context.Context, handler string, id events.EventID) error
+// Outcome is what the idempotency keys say about one delivery.
+type Outcome int
+
+// Outcomes of KeyStore.Begin.
+const (
+	Acquired Outcome = iota // first copy: this delivery runs the handler
+	Done                    // a copy with this payload completed: acknowledge
+	Busy                    // a copy with this payload is running elsewhere: come back later
+	Conflict                // the event_id was used with a different payload
+)
+
+func (o Outcome) String() string {
+	return [...]string{"acquired", "done", "busy", "conflict"}[o]
 }
 
-// Idempotent skips events the key store knows to be done and records the
-// ones next completes. The database ledger stays the guarantee: when the key
-// store fails, the event runs anyway and the ledger stops a second effect.
-// Failures are logged when the key store goes down and when it comes back,
-// not once per message.
+// Lease is the result of KeyStore.Begin; the KeyStore owns its fields.
+type Lease struct {
+	Outcome Outcome
+	// Remaining is the holder's lease left, when Busy.
+	Remaining   time.Duration
+	Key         string
+	Token       string
+	Fingerprint string
+}
+
+// ErrLeaseLost is wrapped by KeyStore.Renew when the lease has run out.
+var ErrLeaseLost = errors.New("idempotency lease lost")
+
+// ReasonConflict is the DLQ reason for an event_id reused with another payload.
+const ReasonConflict = "idempotency_conflict"
+
+// KeyStore is the fast path of idempotency (Redis): an in-progress lease
+// that keeps concurrent copies from running the handler twice, and a
+// completed key that acknowledges known duplicates without the database.
+type KeyStore interface {
+	Begin(ctx context.Context, handler string, id events.EventID, fingerprint string) (Lease, error)
+	Renew(ctx context.Context, l Lease) error
+	Complete(ctx context.Context, l Lease) error
+	Release(ctx context.Context, l Lease) error
+	LeaseTTL() time.Duration
+}
+
+// busyWait bounds how long a concurrent copy stays invisible before it looks
+// again: the holder usually finishes in milliseconds.
+const busyWait = 5 * time.Second
+
+// Idempotent runs next at most once per (handler, event) as far as the key
+// store can tell, and maps conflicts to the DLQ.
+//
+// The key store is a shortcut, never the guarantee: the handlers write their
+// ledger marker (with the payload fingerprint) in the transaction of their
+// effect. When the key store fails or its breaker is open, the event runs
+// anyway (outcome "bypass") and the ledger stops a second effect or a
+// conflicting payload.
 func Idempotent(keys KeyStore, handler string, log *slog.Logger, next EventFunc) EventFunc {
-	var down atomic.Bool
-	note := func(err error) {
-		switch {
-		case err != nil && down.CompareAndSwap(false, true):
-			log.Warn("idempotency keys unavailable; relying on the database ledger alone", "handler", handler, "err", err)
-		case err == nil && down.CompareAndSwap(true, false):
-			log.Info("idempotency keys available again", "handler", handler)
-		}
-	}
+	count := func(o string) { metrics.IdempotencyOutcomes.WithLabelValues(handler, o).Inc() }
 	return func(ctx context.Context, ev events.Event) error {
-		done, err := keys.Done(ctx, handler, ev.EventID)
-		note(err)
-		if done {
+		fp := events.Fingerprint(ev)
+		lease, err := keys.Begin(ctx, handler, ev.EventID, hex.EncodeToString(fp[:]))
+		if err != nil {
+			count("bypass")
+			return conflictToDLQ(next(ctx, ev))
+		}
+		count(lease.Outcome.String())
+		switch lease.Outcome {
+		case Done:
 			return nil
+		case Conflict:
+			return worker.Permanent(ReasonConflict, fmt.Errorf("event %s: %w", ev.EventID, events.ErrConflict))
+		case Busy:
+			return worker.RetryAfter(worker.WaitForHolder(ctx, lease.Remaining, busyWait),
+				fmt.Errorf("event %s: another copy is being handled", ev.EventID))
 		}
-		if err := next(ctx, ev); err != nil {
-			return err
+		stop := renewWhileRunning(ctx, keys, lease, log)
+		err = next(ctx, ev)
+		stop()
+		// Bookkeeping after the effect must not inherit a cancelled context:
+		// the effect is committed (or not) either way.
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		if err != nil {
+			if rerr := keys.Release(bctx, lease); rerr != nil {
+				log.Debug("release idempotency lease", "err", rerr)
+			}
+			return conflictToDLQ(err)
 		}
-		note(keys.MarkDone(ctx, handler, ev.EventID))
+		if cerr := keys.Complete(bctx, lease); cerr != nil {
+			log.Debug("record idempotency key", "err", cerr)
+		}
 		return nil
 	}
+}
+
+// conflictToDLQ turns a conflict the database ledger found into a permanent
+// failure with the conflict reason.
+func conflictToDLQ(err error) error {
+	if errors.Is(err, events.ErrConflict) {
+		return worker.Permanent(ReasonConflict, err)
+	}
+	return err
+}
+
+// renewWhileRunning renews the lease every third of its TTL until stop.
+func renewWhileRunning(ctx context.Context, keys KeyStore, l Lease, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(keys.LeaseTTL() / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := keys.Renew(ctx, l); errors.Is(err, ErrLeaseLost) {
+					// Another copy may start now; the database ledger keeps
+					// the effect single.
+					log.Warn("idempotency lease lost while handling", "key", l.Key)
+					return
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }

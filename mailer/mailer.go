@@ -56,18 +56,67 @@ func New(cfg Config) (*SMTP, error) {
 	return &SMTP{cfg: cfg}, nil
 }
 
+// ErrOutcomeUnknown is wrapped by Send when the connection failed after the
+// whole message was written but before the server's reply to it was read:
+// the server may have accepted the message or not.
+var ErrOutcomeUnknown = errors.New("smtp: delivery outcome unknown")
+
 // Send delivers m. It uses STARTTLS whenever the server offers it.
-func (s *SMTP) Send(ctx context.Context, m Message) error {
+//
+// As soon as the server has accepted the message (its reply to the end of
+// DATA), Send calls accepted, if not nil, and returns its error: the caller
+// records the send there, before Send spends a round trip on QUIT, so that
+// the window in which an accepted email is not yet recorded is as small as
+// the protocol allows. A failed QUIT after acceptance is ignored: the
+// message is out. An error from Send that does not come from accepted and
+// does not wrap ErrOutcomeUnknown means the server did not take the message.
+func (s *SMTP) Send(ctx context.Context, m Message, accepted func() error) error {
 	raw, err := Compose(m)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
+	c, host, err := s.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := s.transact(c, host, m, raw); err != nil {
+		return fmt.Errorf("smtp send to %s via %s: %w", m.To, s.cfg.Addr, err)
+	}
+	if accepted != nil {
+		if err := accepted(); err != nil {
+			return err
+		}
+	}
+	_ = c.Quit()
+	return nil
+}
+
+// Ping checks that the server answers: connect, greeting, EHLO, QUIT. The
+// SMTP circuit breaker probes with it.
+func (s *SMTP) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	c, _, err := s.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Hello("localhost"); err != nil {
+		return fmt.Errorf("smtp ehlo to %s: %w", s.cfg.Addr, err)
+	}
+	return c.Quit()
+}
+
+// dial connects and reads the server's greeting; the connection lives until
+// ctx's deadline.
+func (s *SMTP) dial(ctx context.Context) (*smtp.Client, string, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", s.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("smtp dial %s: %w", s.cfg.Addr, err)
+		return nil, "", fmt.Errorf("smtp dial %s: %w", s.cfg.Addr, err)
 	}
 	deadline, _ := ctx.Deadline()
 	_ = conn.SetDeadline(deadline)
@@ -75,15 +124,12 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 	c, err := smtp.NewClient(conn, host)
 	if err != nil {
 		conn.Close()
-		return fmt.Errorf("smtp handshake with %s: %w", s.cfg.Addr, err)
+		return nil, "", fmt.Errorf("smtp greeting from %s: %w", s.cfg.Addr, err)
 	}
-	defer c.Close()
-	if err := s.transact(c, host, m, raw); err != nil {
-		return fmt.Errorf("smtp send to %s via %s: %w", m.To, s.cfg.Addr, err)
-	}
-	return nil
+	return c, host, nil
 }
 
+// transact runs the SMTP dialogue up to the server's acceptance of m.
 func (s *SMTP) transact(c *smtp.Client, host string, m Message, raw []byte) error {
 	if ok, _ := c.Extension("STARTTLS"); ok {
 		if err := c.StartTLS(&tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}); err != nil {
@@ -112,11 +158,16 @@ func (s *SMTP) transact(c *smtp.Client, host string, m Message, raw []byte) erro
 	if _, err := w.Write(raw); err != nil {
 		return fmt.Errorf("write body: %w", err)
 	}
-	// The server accepts the message when Close reads its reply.
+	// The server accepts the message when Close reads its reply. A reply
+	// code is a refusal; a broken connection leaves the outcome open.
 	if err := w.Close(); err != nil {
-		return fmt.Errorf("end data: %w", err)
+		var refused *textproto.Error
+		if errors.As(err, &refused) {
+			return fmt.Errorf("end data: %w", err)
+		}
+		return fmt.Errorf("end data: %w: %w", ErrOutcomeUnknown, err)
 	}
-	return c.Quit()
+	return nil
 }
 
 // Compose renders m as an RFC 5322 message with a text and an HTML part.

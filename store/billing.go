@@ -20,23 +20,6 @@ func (db *DB) BillingTx(ctx context.Context, fn func(billing.Tx) error) error {
 
 type billingTx struct{ *txn }
 
-func (t billingTx) Products(ctx context.Context, skus []events.SKU) (map[events.SKU]catalog.Product, error) {
-	rows, err := t.tx.Query(ctx, `SELECT sku, name, price_cents, stock FROM products WHERE sku = ANY($1::text[])`, skuStrings(skus))
-	if err != nil {
-		return nil, fmt.Errorf("load products: %w", err)
-	}
-	out := make(map[events.SKU]catalog.Product, len(skus))
-	var p catalog.Product
-	_, err = pgx.ForEachRow(rows, []any{&p.SKU, &p.Name, &p.Price, &p.Stock}, func() error {
-		out[p.SKU] = p
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("load products: %w", err)
-	}
-	return out, nil
-}
-
 func (t billingTx) Coupon(ctx context.Context, code string) (catalog.Coupon, bool, error) {
 	var (
 		c              catalog.Coupon

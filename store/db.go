@@ -8,35 +8,71 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/orderpipe/orderpipe/metrics"
+	"github.com/orderpipe/orderpipe/resilience"
 )
 
 // Config configures the pool.
 type Config struct {
 	// URL is the PostgreSQL connection string (through the proxy). Required.
 	URL string
+	// Proxy is what URL points at: ProxyPgBouncer (the default),
+	// ProxyRDS or ProxyNone (PostgreSQL itself). It sets the default
+	// statement mode and what the configuration is checked against.
+	Proxy string
 	// MaxConns is the most connections this process holds. Defaults to 10.
 	MaxConns int32
 	// MinConns is kept open while idle. Defaults to 0.
 	MinConns int32
-	// MaxConnLifetime retires connections; keep it below the proxy's. Defaults to 30m.
+	// MaxConnLifetime retires connections. Defaults to 15m; it must stay
+	// below ProxyClientTimeout.
 	MaxConnLifetime time.Duration
-	// MaxConnIdleTime closes idle connections. Defaults to 5m.
+	// MaxConnIdleTime closes idle connections. Defaults to 5m; it must stay
+	// below ProxyClientTimeout.
 	MaxConnIdleTime time.Duration
-	// StatementMode is the pgx query exec mode: "exec" (extended protocol,
-	// unnamed statements: safe behind PgBouncer in transaction mode),
-	// "simple_protocol" (never pins an RDS Proxy session), or
-	// "cache_statement" (direct connections only). Defaults to "exec".
+	// ProxyClientTimeout is how long the proxy keeps an idle client
+	// connection (RDS Proxy's IdleClientTimeout, 30m by default there). The
+	// pool retires its connections before the proxy drops them. 0: none.
+	ProxyClientTimeout time.Duration
+	// StatementMode is the pgx query exec mode. Defaults per proxy:
+	// "simple_protocol" behind RDS Proxy (any Parse message pins the
+	// session), "exec" behind PgBouncer (unnamed statements; its transaction
+	// mode breaks named, cached ones), "cache_statement" direct.
 	StatementMode string
+	// TLSCAFile is a PEM bundle to verify the server with. When set, and the
+	// URL names no sslmode, sslmode=verify-full is used.
+	TLSCAFile string
+	// IAM, when set, authenticates every new connection with an RDS IAM
+	// token instead of a password.
+	IAM *IAMTokens
+	// EmailClaimTTL is the lease of a notification claim. Defaults to
+	// EmailClaimTTLDefault.
+	EmailClaimTTL time.Duration
+	// Logger receives the database breaker's transitions and pool resets.
+	// Defaults to slog.Default().
+	Logger *slog.Logger
 }
+
+// Proxies.
+const (
+	ProxyPgBouncer = "pgbouncer"
+	ProxyRDS       = "rds-proxy"
+	ProxyNone      = "none"
+)
 
 // Config defaults.
 const (
 	MaxConnsDefault        = 10
-	MaxConnLifetimeDefault = 30 * time.Minute
+	MaxConnLifetimeDefault = 15 * time.Minute
 	MaxConnIdleTimeDefault = 5 * time.Minute
 	StatementModeDefault   = "exec"
 )
@@ -49,10 +85,56 @@ var statementModes = map[string]pgx.QueryExecMode{
 	"describe_exec":   pgx.QueryExecModeDescribeExec,
 }
 
-// DB is the pool and the transactions run on it.
-type DB struct {
-	pool *pgxpool.Pool
+// defaultModes is each proxy's statement mode.
+var defaultModes = map[string]string{
+	ProxyPgBouncer: "exec",
+	ProxyRDS:       "simple_protocol",
+	ProxyNone:      "cache_statement",
 }
+
+// check refuses configurations that would pin or break against the proxy.
+func (cfg *Config) check(sslmode string, hasPassword bool) error {
+	switch {
+	case cfg.Proxy == ProxyRDS && cfg.StatementMode != "simple_protocol":
+		return fmt.Errorf("store: DB_STATEMENT_MODE=%s sends Parse messages, and RDS Proxy pins the session of every client that does; use simple_protocol", cfg.StatementMode)
+	case cfg.Proxy == ProxyPgBouncer && (cfg.StatementMode == "cache_statement" || cfg.StatementMode == "cache_describe"):
+		return fmt.Errorf("store: DB_STATEMENT_MODE=%s caches named prepared statements, which PgBouncer in transaction mode hands to other server connections; use exec or simple_protocol", cfg.StatementMode)
+	case cfg.Proxy == ProxyRDS && sslmode != "verify-full":
+		return fmt.Errorf("store: RDS Proxy needs TLS with the server verified: sslmode=verify-full (DB_TLS_CA_FILE for the CA bundle), not %q", sslmode)
+	case cfg.IAM != nil && hasPassword:
+		return errors.New("store: DB_IAM_AUTH is on and DATABASE_URL carries a password: use one or the other")
+	case cfg.IAM != nil && sslmode != "verify-full" && sslmode != "verify-ca" && sslmode != "require":
+		return errors.New("store: IAM authentication sends its token as a password: it needs TLS (sslmode=verify-full)")
+	case cfg.ProxyClientTimeout > 0 && cfg.MaxConnLifetime >= cfg.ProxyClientTimeout:
+		return fmt.Errorf("store: DB_MAX_CONN_LIFETIME (%s) must be shorter than the proxy's client timeout (%s)", cfg.MaxConnLifetime, cfg.ProxyClientTimeout)
+	case cfg.ProxyClientTimeout > 0 && cfg.MaxConnIdleTime >= cfg.ProxyClientTimeout:
+		return fmt.Errorf("store: DB_MAX_CONN_IDLE_TIME (%s) must be shorter than the proxy's client timeout (%s)", cfg.MaxConnIdleTime, cfg.ProxyClientTimeout)
+	}
+	return nil
+}
+
+// DB is the pool and the transactions run on it. Every handler call goes
+// through the database circuit breaker; a failover signature (a demoted or
+// vanished writer) drops the pool's connections at once, so the next
+// transactions connect to the new writer instead of failing one stale
+// connection at a time.
+type DB struct {
+	pool      *pgxpool.Pool
+	breaker   *resilience.Breaker
+	log       *slog.Logger
+	lastReset atomic.Int64 // unix nanos
+
+	emailClaimTTL time.Duration
+}
+
+// Database breaker settings: five unavailable failures in a row open it;
+// while open, a writability probe runs every half second and the first
+// success closes it.
+const (
+	DBBreakerFailures = 5
+	DBBreakerOpenFor  = time.Second
+	poolResetEvery    = time.Second
+)
 
 // Open connects the pool. It does not fail when the database is down: the
 // pool connects lazily, and the handlers retry.
@@ -65,32 +147,92 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open pool: %w", err)
 	}
-	return &DB{pool: pool}, nil
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	db := &DB{pool: pool, log: log, emailClaimTTL: orDefault(cfg.EmailClaimTTL, EmailClaimTTLDefault)}
+	db.breaker = resilience.NewBreaker(resilience.BreakerConfig{
+		Name: "database", Failures: DBBreakerFailures, OpenFor: DBBreakerOpenFor,
+		Probe: db.probeWritable, Logger: log,
+	})
+	return db, nil
 }
 
-// PoolConfig turns cfg into a pgxpool configuration.
+// PoolConfig turns cfg into a pgxpool configuration, or refuses it.
 func PoolConfig(cfg Config) (*pgxpool.Config, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("store: Config.URL is required")
 	}
+	if cfg.Proxy == "" {
+		cfg.Proxy = ProxyPgBouncer
+	}
+	if _, ok := defaultModes[cfg.Proxy]; !ok {
+		return nil, fmt.Errorf("store: unknown proxy %q (want pgbouncer, rds-proxy or none)", cfg.Proxy)
+	}
 	if cfg.StatementMode == "" {
-		cfg.StatementMode = StatementModeDefault
+		cfg.StatementMode = defaultModes[cfg.Proxy]
 	}
 	mode, ok := statementModes[cfg.StatementMode]
 	if !ok {
-		return nil, fmt.Errorf("store: unknown statement mode %q (want exec, simple_protocol or cache_statement)", cfg.StatementMode)
+		return nil, fmt.Errorf("store: unknown statement mode %q (want exec, simple_protocol, describe_exec, cache_statement or cache_describe)", cfg.StatementMode)
 	}
-	pc, err := pgxpool.ParseConfig(cfg.URL)
+	cfg.MaxConnLifetime = orDefault(cfg.MaxConnLifetime, MaxConnLifetimeDefault)
+	cfg.MaxConnIdleTime = orDefault(cfg.MaxConnIdleTime, MaxConnIdleTimeDefault)
+	connString, sslmode, hasPassword, err := withTLS(cfg.URL, cfg.TLSCAFile)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.check(sslmode, hasPassword); err != nil {
+		return nil, err
+	}
+	pc, err := pgxpool.ParseConfig(connString)
 	if err != nil {
 		// pgx's error can echo the URL; the URL can hold a password.
-		return nil, errors.New("store: DATABASE_URL is not a valid PostgreSQL connection string")
+		return nil, errors.New("store: DATABASE_URL is not a valid PostgreSQL connection string (or DB_TLS_CA_FILE is unreadable)")
 	}
 	pc.ConnConfig.DefaultQueryExecMode = mode
 	pc.MaxConns = orDefault(cfg.MaxConns, MaxConnsDefault)
 	pc.MinConns = cfg.MinConns
-	pc.MaxConnLifetime = orDefault(cfg.MaxConnLifetime, MaxConnLifetimeDefault)
-	pc.MaxConnIdleTime = orDefault(cfg.MaxConnIdleTime, MaxConnIdleTimeDefault)
+	pc.MaxConnLifetime = cfg.MaxConnLifetime
+	pc.MaxConnLifetimeJitter = cfg.MaxConnLifetime / 10 // no reconnect storm when all connections age together
+	pc.MaxConnIdleTime = cfg.MaxConnIdleTime
+	if cfg.IAM != nil {
+		tokens := cfg.IAM
+		pc.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
+			token, err := tokens.Token(ctx)
+			if err != nil {
+				return err
+			}
+			cc.Password = token
+			return nil
+		}
+	}
 	return pc, nil
+}
+
+// withTLS adds the CA bundle (and sslmode=verify-full if the URL sets no
+// mode) to a URL-form connection string, and reports the effective sslmode
+// and whether the URL carries a password.
+func withTLS(connString, caFile string) (string, string, bool, error) {
+	u, err := url.Parse(connString)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return "", "", false, errors.New("store: DATABASE_URL must be a postgres:// URL")
+	}
+	_, hasPassword := u.User.Password()
+	q := u.Query()
+	if caFile != "" {
+		q.Set("sslrootcert", caFile)
+		if q.Get("sslmode") == "" {
+			q.Set("sslmode", "verify-full")
+		}
+		u.RawQuery = q.Encode()
+	}
+	sslmode := q.Get("sslmode")
+	if sslmode == "" {
+		sslmode = "prefer" // libpq's and pgx's default
+	}
+	return u.String(), sslmode, hasPassword, nil
 }
 
 func orDefault[T int32 | time.Duration](v, d T) T {
@@ -103,8 +245,56 @@ func orDefault[T int32 | time.Duration](v, d T) T {
 // Pool returns the underlying pool, for tools and tests.
 func (db *DB) Pool() *pgxpool.Pool { return db.pool }
 
-// Close closes the pool.
-func (db *DB) Close() { db.pool.Close() }
+// Close closes the pool and stops the breaker's prober.
+func (db *DB) Close() {
+	db.breaker.Close()
+	db.pool.Close()
+}
+
+// Breaker is the database circuit breaker: consumers wait on it.
+func (db *DB) Breaker() *resilience.Breaker { return db.breaker }
+
+// guard runs fn through the breaker and reacts to a failover signature.
+func (db *DB) guard(fn func() error) error {
+	err := db.breaker.Do(fn)
+	if err != nil {
+		if f := resilience.Classify(err); f.Failover {
+			db.resetPool(f.Reason)
+		}
+	}
+	return err
+}
+
+// resetPool closes every pooled connection (in-use ones when released), at
+// most once per poolResetEvery.
+func (db *DB) resetPool(reason string) {
+	now := time.Now().UnixNano()
+	last := db.lastReset.Load()
+	if now-last < int64(poolResetEvery) || !db.lastReset.CompareAndSwap(last, now) {
+		return
+	}
+	db.pool.Reset()
+	metrics.PoolResets.WithLabelValues(reason).Inc()
+	db.log.Warn("failover signature: dropped the pool's connections", "reason", reason)
+}
+
+// probeWritable succeeds when the database answers and accepts writes (it
+// is not a standby): a demoted writer that answers reads is still down for
+// the handlers.
+func (db *DB) probeWritable(ctx context.Context) error {
+	var recovery bool
+	if err := db.pool.QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&recovery); err != nil {
+		if f := resilience.Classify(err); f.Failover {
+			db.resetPool(f.Reason)
+		}
+		return fmt.Errorf("probe: %w", err)
+	}
+	if recovery {
+		db.resetPool("read_only_sql_transaction")
+		return fmt.Errorf("probe: %w", &pgconn.PgError{Code: "25006", Message: "database is a standby"})
+	}
+	return nil
+}
 
 // Ping checks that the database answers.
 func (db *DB) Ping(ctx context.Context) error {
@@ -114,7 +304,15 @@ func (db *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
-// inTx runs fn in a read-committed transaction, committing if it returns nil.
+func (db *DB) exec(ctx context.Context, sql string, args ...any) error {
+	_, err := db.pool.Exec(ctx, sql, args...)
+	return err
+}
+
+// inTx runs fn in a read-committed transaction, committing if it returns
+// nil, through the breaker.
 func (db *DB) inTx(ctx context.Context, fn func(t *txn) error) error {
-	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error { return fn(&txn{tx: tx}) })
+	return db.guard(func() error {
+		return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error { return fn(&txn{tx: tx}) })
+	})
 }

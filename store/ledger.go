@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -14,19 +15,35 @@ type txn struct {
 	tx pgx.Tx
 }
 
-// MarkProcessed writes the (handler, event) ledger row. A concurrent
-// duplicate blocks on the primary key until the first commits, then sees the
-// conflict: at most one of them applies the effect.
+// MarkProcessed writes the (handler, event) ledger row with the payload's
+// fingerprint. A concurrent duplicate blocks on the primary key until the
+// first commits, then sees the conflict: at most one of them applies the
+// effect. A known event_id with a different fingerprint is an
+// events.ErrConflict, never a silent skip.
 func (t *txn) MarkProcessed(ctx context.Context, handler string, ev events.Event) (bool, error) {
+	fp := events.Fingerprint(ev)
 	tag, err := t.tx.Exec(ctx, `
-		INSERT INTO processed_events (handler, event_id, event_type, order_id)
-		VALUES ($1, $2::uuid, $3, $4)
+		INSERT INTO processed_events (handler, event_id, event_type, order_id, fingerprint)
+		VALUES ($1, $2::uuid, $3, $4, $5)
 		ON CONFLICT DO NOTHING`,
-		handler, string(ev.EventID), string(ev.EventType), ev.Order.OrderID)
+		handler, string(ev.EventID), string(ev.EventType), ev.Order.OrderID, fp[:])
 	if err != nil {
 		return false, fmt.Errorf("mark %s processed by %s: %w", ev.EventID, handler, err)
 	}
-	return tag.RowsAffected() == 1, nil
+	if tag.RowsAffected() == 1 {
+		return true, nil
+	}
+	// A second statement: in READ COMMITTED it sees the row the INSERT
+	// waited for, which the INSERT's own snapshot could not.
+	var known []byte
+	if err := t.tx.QueryRow(ctx, `SELECT fingerprint FROM processed_events WHERE handler = $1 AND event_id = $2::uuid`,
+		handler, string(ev.EventID)).Scan(&known); err != nil {
+		return false, fmt.Errorf("read ledger of %s for %s: %w", ev.EventID, handler, err)
+	}
+	if known != nil && !bytes.Equal(known, fp[:]) {
+		return false, fmt.Errorf("%s for %s: %w", ev.EventID, handler, events.ErrConflict)
+	}
+	return false, nil
 }
 
 // LockOrder takes a transaction-scoped advisory lock on (handler, order), so

@@ -1,96 +1,176 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orderpipe/orderpipe/events"
 	"github.com/orderpipe/orderpipe/handlers/notification"
 )
 
-// NotificationLease is how long a claim on an email keeps a concurrent
-// duplicate from sending it too. It must exceed the SMTP send timeout.
-const NotificationLease = 20 * time.Second
+// EmailClaimTTLDefault is how long a claim on an email keeps a concurrent
+// duplicate from sending it too. It must exceed the SMTP send timeout plus
+// the time the handler keeps trying to record an accepted email
+// (notification.Config.RecordFor), so no copy takes over while the first
+// still tries to record; app derives RecordFor from it.
+const EmailClaimTTLDefault = 2 * time.Minute
 
-// ClaimNotification implements notification.Store. The claim is a lease:
-// while one worker holds it, a concurrent duplicate gets
-// a *notification.ClaimedError; once it expires (the first worker died), another
-// worker may send.
-func (db *DB) ClaimNotification(ctx context.Context, ev events.Event, kind, recipient, messageID string) (bool, error) {
-	var status string
-	err := db.pool.QueryRow(ctx, `
-		INSERT INTO notifications (event_id, order_id, kind, recipient, message_id, status, lease_until)
-		VALUES ($1::uuid, $2, $3, $4, $5, 'sending', now() + $6::interval)
-		ON CONFLICT (event_id) DO UPDATE
-			SET attempts = notifications.attempts + 1, lease_until = EXCLUDED.lease_until
-			WHERE notifications.status = 'sending' AND notifications.lease_until < now()
-		RETURNING status`,
-		string(ev.EventID), ev.Order.OrderID, kind, recipient, messageID, NotificationLease.String()).Scan(&status)
-	if errors.Is(err, pgx.ErrNoRows) {
-		// Sent already, or claimed by someone else right now.
-		var remainingMS int64
-		err = db.pool.QueryRow(ctx, `
-			SELECT status, coalesce((extract(epoch FROM lease_until - now()) * 1000)::bigint, 0)
-			FROM notifications WHERE event_id = $1::uuid`, string(ev.EventID)).Scan(&status, &remainingMS)
-		if err != nil {
-			return false, fmt.Errorf("read notification %s: %w", ev.EventID, err)
-		}
-		if status == "sent" {
-			return true, nil
-		}
-		return false, &notification.ClaimedError{Remaining: time.Duration(max(remainingMS, 0)) * time.Millisecond}
-	}
+// ClaimNotification implements notification.Store, in one round trip when
+// the email is new: insert the claim; failing that, take over a failed send
+// or a claim that ran out; failing that, say why not.
+func (db *DB) ClaimNotification(ctx context.Context, ev events.Event, kind, recipient, messageID, token string) (notification.Claim, error) {
+	var claim notification.Claim
+	err := db.guard(func() (err error) {
+		claim, err = db.claimNotification(ctx, ev, kind, recipient, messageID, token)
+		return err
+	})
+	return claim, err
+}
+
+func (db *DB) claimNotification(ctx context.Context, ev events.Event, kind, recipient, messageID, token string) (notification.Claim, error) {
+	fp := events.Fingerprint(ev)
+	lease := db.emailClaimTTL.String()
+	tag, err := db.pool.Exec(ctx, `
+		INSERT INTO notifications (event_id, order_id, kind, recipient, message_id, status, lease_until, fingerprint, claim_token)
+		VALUES ($1::uuid, $2, $3, $4, $5, 'sending', now() + $6::interval, $7, $8)
+		ON CONFLICT DO NOTHING`,
+		string(ev.EventID), ev.Order.OrderID, kind, recipient, messageID, lease, fp[:], token)
 	if err != nil {
-		return false, fmt.Errorf("claim notification %s: %w", ev.EventID, err)
+		return 0, fmt.Errorf("claim notification %s: %w", ev.EventID, err)
 	}
-	return false, nil
+	if tag.RowsAffected() == 1 {
+		return notification.Claimed, nil
+	}
+	var previous string
+	err = db.pool.QueryRow(ctx, `
+		WITH old AS (SELECT status, lease_until FROM notifications WHERE event_id = $1::uuid FOR UPDATE)
+		UPDATE notifications n
+		SET status = 'sending', attempts = n.attempts + 1, lease_until = now() + $2::interval, claim_token = $4
+		FROM old
+		WHERE n.event_id = $1::uuid AND n.fingerprint IS NOT DISTINCT FROM $3
+		  AND (old.status = 'failed' OR (old.status = 'sending' AND old.lease_until < now()))
+		RETURNING old.status`, string(ev.EventID), lease, fp[:], token).Scan(&previous)
+	switch {
+	case err == nil && previous == "failed":
+		return notification.Claimed, nil
+	case err == nil:
+		return notification.TakenOver, nil
+	case !errors.Is(err, pgx.ErrNoRows):
+		return 0, fmt.Errorf("take over notification %s: %w", ev.EventID, err)
+	}
+	var (
+		status, holder string
+		known          []byte
+		remainingMS    int64
+	)
+	err = db.pool.QueryRow(ctx, `
+		SELECT status, fingerprint, coalesce(claim_token, ''), coalesce((extract(epoch FROM lease_until - now()) * 1000)::bigint, 0)
+		FROM notifications WHERE event_id = $1::uuid`, string(ev.EventID)).Scan(&status, &known, &holder, &remainingMS)
+	if errors.Is(err, pgx.ErrNoRows) && ev.EventType == events.OrderCancelled {
+		// Not this event's row, yet the insert found a conflict: the order's
+		// other cancellation (out of stock, and by the customer) has the
+		// one cancellation email. Record this event as handled, send nothing.
+		if err := db.exec(ctx, `
+			INSERT INTO processed_events (handler, event_id, event_type, order_id, fingerprint)
+			VALUES ($1, $2::uuid, $3, $4, $5) ON CONFLICT DO NOTHING`,
+			notification.Name, string(ev.EventID), string(ev.EventType), ev.Order.OrderID, fp[:]); err != nil {
+			return 0, fmt.Errorf("record superseded cancellation %s: %w", ev.EventID, err)
+		}
+		return notification.AlreadySent, nil
+	}
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("read notification %s: %w", ev.EventID, err)
+	case known != nil && !bytes.Equal(known, fp[:]):
+		return 0, fmt.Errorf("notification %s: %w", ev.EventID, events.ErrConflict)
+	case status == "sent":
+		return notification.AlreadySent, nil
+	case status == "sending" && holder == token:
+		// Our own claim, committed while its acknowledgement was lost.
+		return notification.Claimed, nil
+	}
+	return 0, &notification.ClaimedError{Remaining: time.Duration(max(remainingMS, 0)) * time.Millisecond}
 }
 
 // AbandonNotification implements notification.Store.
 func (db *DB) AbandonNotification(ctx context.Context, ev events.Event) error {
-	_, err := db.pool.Exec(ctx, `
-		UPDATE notifications SET lease_until = now() WHERE event_id = $1::uuid AND status = 'sending'`, string(ev.EventID))
+	err := db.guard(func() error {
+		return db.exec(ctx, `
+		UPDATE notifications SET status = 'failed', lease_until = NULL
+		WHERE event_id = $1::uuid AND status = 'sending'`, string(ev.EventID))
+	})
 	if err != nil {
 		return fmt.Errorf("abandon notification %s: %w", ev.EventID, err)
 	}
 	return nil
 }
 
-// CompleteNotification implements notification.Store.
+// CompleteNotification implements notification.Store: the status and the
+// ledger marker in one statement, so one round trip (and its own atomic
+// transaction) is all that stands between acceptance and record.
 func (db *DB) CompleteNotification(ctx context.Context, ev events.Event) error {
-	return db.inTx(ctx, func(t *txn) error {
-		if _, err := t.tx.Exec(ctx, `
-			UPDATE notifications SET status = 'sent', sent_at = now(), lease_until = NULL
-			WHERE event_id = $1::uuid`, string(ev.EventID)); err != nil {
-			return fmt.Errorf("record notification %s sent: %w", ev.EventID, err)
-		}
-		_, err := t.MarkProcessed(ctx, notification.Name, ev)
-		return err
-	})
+	return db.completeNotification(ctx, db.pool, ev)
 }
 
-// ProductNames implements notification.Store.
-func (db *DB) ProductNames(ctx context.Context, skus []events.SKU) (map[events.SKU]string, error) {
-	rows, err := db.pool.Query(ctx, `SELECT sku, name FROM products WHERE sku = ANY($1::text[])`, skuStrings(skus))
+// ReserveRecorder implements notification.Store.
+func (db *DB) ReserveRecorder(ctx context.Context) (notification.Recorder, error) {
+	var conn *pgxpool.Conn
+	err := db.guard(func() (err error) {
+		conn, err = db.pool.Acquire(ctx)
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("load product names: %w", err)
+		return nil, fmt.Errorf("reserve a connection for the email record: %w", err)
 	}
-	names := make(map[events.SKU]string, len(skus))
-	var (
-		sku  events.SKU
-		name string
-	)
-	if _, err := pgx.ForEachRow(rows, []any{&sku, &name}, func() error { names[sku] = name; return nil }); err != nil {
-		return nil, fmt.Errorf("load product names: %w", err)
+	return &recorder{db: db, conn: conn}, nil
+}
+
+type recorder struct {
+	db   *DB
+	conn *pgxpool.Conn // nil once released
+}
+
+func (r *recorder) CompleteNotification(ctx context.Context, ev events.Event) error {
+	if r.conn == nil {
+		return r.db.CompleteNotification(ctx, ev)
 	}
-	for _, s := range skus {
-		if _, ok := names[s]; !ok {
-			return nil, fmt.Errorf("%w %q", notification.ErrUnknownSKU, s)
-		}
+	return r.db.completeNotification(ctx, r.conn, ev)
+}
+
+// Release gives the connection back; safe to call more than once.
+func (r *recorder) Release() {
+	if r.conn != nil {
+		r.conn.Release()
+		r.conn = nil
 	}
-	return names, nil
+}
+
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+func (db *DB) completeNotification(ctx context.Context, q execer, ev events.Event) error {
+	fp := events.Fingerprint(ev)
+	err := db.guard(func() error {
+		_, err := q.Exec(ctx, `
+		WITH sent AS (
+			UPDATE notifications SET status = 'sent', sent_at = now(), lease_until = NULL
+			WHERE event_id = $1::uuid RETURNING event_id)
+		INSERT INTO processed_events (handler, event_id, event_type, order_id, fingerprint)
+		SELECT $2, event_id, $3, $4, $5 FROM sent
+		ON CONFLICT DO NOTHING`,
+			string(ev.EventID), notification.Name, string(ev.EventType), ev.Order.OrderID, fp[:])
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("record notification %s sent: %w", ev.EventID, err)
+	}
+	return nil
 }

@@ -4,64 +4,150 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/orderpipe/orderpipe/events"
+	"github.com/orderpipe/orderpipe/metrics"
+	"github.com/orderpipe/orderpipe/resilience"
 )
 
-// DoneTTLDefault is how long Redis remembers a completed (handler, event):
-// a duplicate arriving within it is acknowledged without a database round
-// trip. Later duplicates still hit the database ledger, which never forgets.
-const DoneTTLDefault = 24 * time.Hour
-
-// Keys is the Redis fast path in front of the database ledger. Redis is
-// never the last word: a lost key costs a database round trip, nothing more.
-//
-// Key: orderpipe:done:{handler}:{event_id} = "1", TTL DoneTTL.
-type Keys struct {
-	rdb     *redis.Client
-	doneTTL time.Duration
+// Redis is the worker's Redis: idempotency keys and the product cache. It is
+// never the last word, only a shortcut in front of the database, so every
+// call goes through one circuit breaker: after three unavailable failures in
+// a row the worker stops asking for BreakerOpenFor and runs on the database
+// alone, and a dead or hung Redis costs a message nothing but a database
+// round trip. Unlike the database's, this breaker holds no consumer back.
+type Redis struct {
+	rdb    *redis.Client
+	prefix string
+	br     *resilience.Breaker
 }
 
-// OpenRedis connects to url (redis://host:port/db). Like the pool, it does
-// not fail when Redis is down.
-func OpenRedis(url string) (*redis.Client, error) {
-	opt, err := redis.ParseURL(url)
+// RedisConfig configures the Redis client.
+type RedisConfig struct {
+	// URL is redis://[user:password@]host:port/db (rediss:// for TLS). Required.
+	URL string
+	// KeyPrefix namespaces every key, so deployments (and test runs) can
+	// share a server. Defaults to "orderpipe:".
+	KeyPrefix string
+	// Timeout bounds each call. Defaults to 500ms: Redis answers in well
+	// under a millisecond, so a slower answer means trouble.
+	Timeout time.Duration
+	// Logger receives the breaker's state changes. Defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Redis defaults.
+const (
+	RedisKeyPrefixDefault = "orderpipe:"
+	RedisTimeoutDefault   = 500 * time.Millisecond
+	// BreakerOpenFor is how long the worker leaves Redis alone after it
+	// failed three times in a row, before one call tries it again.
+	BreakerOpenFor = 5 * time.Second
+)
+
+// redisLog routes go-redis's own log lines (a failed dial per call while
+// Redis is down) to debug: the breaker already says it once per episode.
+type redisLog struct{}
+
+func (redisLog) Printf(ctx context.Context, format string, v ...any) {
+	slog.Default().DebugContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
+}
+
+func init() { redis.SetLogger(redisLog{}) }
+
+// OpenRedis returns the Redis client. Like the pool, it does not fail when
+// Redis is down.
+func OpenRedis(cfg RedisConfig) (*Redis, error) {
+	opt, err := redis.ParseURL(cfg.URL)
 	if err != nil {
-		return nil, errors.New("store: REDIS_URL is not a valid redis:// URL")
+		// The URL may carry a password: do not echo it.
+		return nil, errors.New("store: REDIS_URL is not a valid redis:// or rediss:// URL")
 	}
-	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = time.Second, 500*time.Millisecond, 500*time.Millisecond
-	opt.MaxRetries = 1
-	return redis.NewClient(opt), nil
-}
-
-// NewKeys returns the idempotency key store.
-func NewKeys(rdb *redis.Client, doneTTL time.Duration) *Keys {
-	if doneTTL <= 0 {
-		doneTTL = DoneTTLDefault
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = RedisTimeoutDefault
 	}
-	return &Keys{rdb: rdb, doneTTL: doneTTL}
-}
-
-func doneKey(handler string, id events.EventID) string {
-	return "orderpipe:done:" + handler + ":" + string(id)
-}
-
-// Done reports whether the handler is known to have completed the event.
-func (k *Keys) Done(ctx context.Context, handler string, id events.EventID) (bool, error) {
-	n, err := k.rdb.Exists(ctx, doneKey(handler, id)).Result()
-	if err != nil {
-		return false, fmt.Errorf("redis exists %s: %w", doneKey(handler, id), err)
+	if cfg.KeyPrefix == "" {
+		cfg.KeyPrefix = RedisKeyPrefixDefault
 	}
-	return n == 1, nil
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = cfg.Timeout, cfg.Timeout, cfg.Timeout
+	// No retries, no dial retries: the breaker and the database fallback are
+	// the retry, and a worker must not spend a second per message on a dead
+	// Redis before the breaker opens.
+	opt.MaxRetries, opt.DialerRetries, opt.DialerRetryTimeout = -1, 1, time.Millisecond
+	r := &Redis{rdb: redis.NewClient(opt), prefix: cfg.KeyPrefix}
+	r.br = resilience.NewBreaker(resilience.BreakerConfig{
+		Name: "redis", Failures: 3, OpenFor: BreakerOpenFor, Logger: log,
+		Effect: "idempotency keys and product cache bypassed, the database decides alone (slower, still exactly once)",
+	})
+	return r, nil
 }
 
-// MarkDone remembers that the handler completed the event.
-func (k *Keys) MarkDone(ctx context.Context, handler string, id events.EventID) error {
-	if err := k.rdb.Set(ctx, doneKey(handler, id), "1", k.doneTTL).Err(); err != nil {
-		return fmt.Errorf("redis set %s: %w", doneKey(handler, id), err)
+// Close closes the client.
+func (r *Redis) Close() error {
+	r.br.Close()
+	return r.rdb.Close()
+}
+
+// Ping checks that Redis answers (for readiness reports; the worker runs without it).
+func (r *Redis) Ping(ctx context.Context) error {
+	if err := r.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis ping: %w", err)
 	}
 	return nil
+}
+
+// do runs fn through the breaker. An open breaker fails at once.
+func (r *Redis) do(use string, fn func() error) error {
+	err := r.br.Do(fn)
+	if err != nil {
+		metrics.RedisErrors.WithLabelValues(use).Inc()
+		if errors.Is(err, resilience.ErrOpen) {
+			return fmt.Errorf("redis skipped (%s): %w", use, ErrRedisUnavailable)
+		}
+		return fmt.Errorf("redis (%s): %w", use, err)
+	}
+	return nil
+}
+
+// ErrRedisUnavailable is wrapped by calls the open breaker refused.
+var ErrRedisUnavailable = errors.New("redis breaker open")
+
+func (r *Redis) key(parts ...string) string { return r.prefix + strings.Join(parts, ":") }
+
+// Purge deletes every key under the prefix: idempotency keys and product
+// entries. For `orderctl reset` (demos, tests), never for production.
+func (r *Redis) Purge(ctx context.Context) (int, error) {
+	n := 0
+	iter := r.rdb.Scan(ctx, 0, r.prefix+"*", 500).Iterator()
+	var batch []string
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := r.rdb.Unlink(ctx, batch...).Err(); err != nil {
+			return fmt.Errorf("redis purge %s*: %w", r.prefix, err)
+		}
+		n += len(batch)
+		batch = batch[:0]
+		return nil
+	}
+	for iter.Next(ctx) {
+		if batch = append(batch, iter.Val()); len(batch) == 500 {
+			if err := flush(); err != nil {
+				return n, err
+			}
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return n, fmt.Errorf("redis purge %s*: %w", r.prefix, err)
+	}
+	return n, flush()
 }

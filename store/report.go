@@ -36,3 +36,78 @@ func (db *DB) Counts(ctx context.Context) (Counts, error) {
 	}
 	return c, nil
 }
+
+// Order end states.
+const (
+	StateFulfilled           = "fulfilled"
+	StateCancelledOutOfStock = "cancelled_out_of_stock"
+	StateCancelledByCustomer = "cancelled_by_customer"
+	StateInconsistent        = "inconsistent"
+)
+
+// OrderStates is every order's end state, as far as the three handlers
+// have taken it.
+type OrderStates struct {
+	Fulfilled           int64    `json:"fulfilled"`
+	CancelledOutOfStock int64    `json:"cancelled_out_of_stock"`
+	CancelledByCustomer int64    `json:"cancelled_by_customer"`
+	Inconsistent        int64    `json:"inconsistent"`
+	InconsistentOrders  []string `json:"inconsistent_orders,omitempty"` // up to 20
+	OutboxPending       int64    `json:"outbox_pending"`
+}
+
+// States classifies every order (optionally only those whose id starts with
+// prefix): fulfilled (stock reserved, invoice issued), cancelled out of
+// stock (rejected, no open invoice), cancelled by the customer (stock
+// released or never taken, no open invoice); anything else — an open
+// invoice for an order without stock, a cancelled order still invoiced, a
+// handler that has not decided — is inconsistent. While messages are still
+// in flight, some orders are inconsistent on their way; once the queues and
+// the outbox are empty, none may be.
+func (db *DB) States(ctx context.Context, prefix string) (OrderStates, error) {
+	var s OrderStates
+	rows, err := db.pool.Query(ctx, `
+		WITH o AS (
+			SELECT order_id FROM reservations UNION SELECT order_id FROM invoices UNION SELECT order_id FROM billing_cancellations),
+		st AS (
+			SELECT o.order_id,
+				CASE
+					WHEN r.status = 'reserved' AND i.status = 'issued' AND bc.order_id IS NULL THEN 'fulfilled'
+					WHEN r.status = 'rejected' AND coalesce(i.status, 'void') = 'void' AND bc.order_id IS NOT NULL THEN 'cancelled_out_of_stock'
+					WHEN r.status IN ('released', 'cancelled') AND coalesce(i.status, 'void') = 'void' AND bc.order_id IS NOT NULL THEN 'cancelled_by_customer'
+					ELSE 'inconsistent'
+				END AS state
+			FROM o LEFT JOIN reservations r USING (order_id) LEFT JOIN invoices i USING (order_id)
+			     LEFT JOIN billing_cancellations bc USING (order_id)
+			WHERE o.order_id LIKE $1 || '%')
+		SELECT state, count(*), (array_agg(order_id ORDER BY order_id))[1:20] FROM st GROUP BY state`, prefix)
+	if err != nil {
+		return s, fmt.Errorf("order states: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			state string
+			n     int64
+			ids   []string
+		)
+		if err := rows.Scan(&state, &n, &ids); err != nil {
+			return s, fmt.Errorf("order states: %w", err)
+		}
+		switch state {
+		case StateFulfilled:
+			s.Fulfilled = n
+		case StateCancelledOutOfStock:
+			s.CancelledOutOfStock = n
+		case StateCancelledByCustomer:
+			s.CancelledByCustomer = n
+		default:
+			s.Inconsistent, s.InconsistentOrders = n, ids
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return s, fmt.Errorf("order states: %w", err)
+	}
+	s.OutboxPending, err = db.OutboxPending(ctx)
+	return s, err
+}

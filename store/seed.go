@@ -22,7 +22,7 @@ func (db *DB) Reset(ctx context.Context, products []catalog.Product, coupons []c
 	return db.inTx(ctx, func(t *txn) error {
 		if _, err := t.tx.Exec(ctx, `
 			TRUNCATE processed_events, invoice_lines, invoices, coupon_redemptions, billing_cancellations,
-			         reservations, stock_movements, notifications;
+			         reservations, stock_movements, notifications, outbox;
 			UPDATE invoice_counter SET last = 0`); err != nil {
 			return fmt.Errorf("reset: %w", err)
 		}
@@ -33,7 +33,7 @@ func (db *DB) Reset(ctx context.Context, products []catalog.Product, coupons []c
 func (t *txn) seed(ctx context.Context, products []catalog.Product, coupons []catalog.Coupon, overwrite bool) error {
 	onConflict := "DO NOTHING"
 	if overwrite {
-		onConflict = "DO UPDATE SET name = EXCLUDED.name, price_cents = EXCLUDED.price_cents, stock = EXCLUDED.stock, updated_at = now()"
+		onConflict = "DO UPDATE SET name = EXCLUDED.name, price_cents = EXCLUDED.price_cents, stock = EXCLUDED.stock, version = products.version + 1, updated_at = now()"
 	}
 	b := &pgx.Batch{}
 	for _, p := range products {

@@ -13,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/orderpipe/orderpipe/metrics"
 )
 
 // SQSAPI is the part of the SQS client the runtime uses.
@@ -20,6 +22,7 @@ type SQSAPI interface {
 	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
 	DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
 	ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
+	ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error)
 	SendMessage(ctx context.Context, in *sqs.SendMessageInput, opts ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
 }
 
@@ -45,8 +48,19 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// RetryPolicy schedules redeliveries of failed messages. Defaults to ExponentialRetry{}.
 	RetryPolicy RetryPolicy
+	// Gate, if set, is waited on before every receive: while a dependency
+	// the handler needs is down (its circuit breaker open), the consumer
+	// receives nothing, so messages wait in the queue instead of burning
+	// receives on their way to the DLQ.
+	Gate Gate
 	// Logger receives the runtime's logs. Defaults to slog.Default().
 	Logger *slog.Logger
+}
+
+// Gate holds a consumer's receiving back (backpressure).
+type Gate interface {
+	// Wait returns when receiving may go on, or ctx's error.
+	Wait(ctx context.Context) error
 }
 
 // Config defaults.
@@ -162,11 +176,22 @@ func (c *Consumer) Run(ctx context.Context) error {
 func (c *Consumer) receiveLoop(ctx, hardCtx context.Context, slots chan struct{}, wg *sync.WaitGroup) {
 	failures := 0
 	for {
+		if c.cfg.Gate != nil {
+			if err := c.cfg.Gate.Wait(ctx); err != nil {
+				return
+			}
+		}
 		n, ok := acquire(ctx, slots)
 		if !ok {
 			return
 		}
-		msgs, err := c.receive(ctx, n)
+		// A receive is not cut off by shutdown (SQS may already have taken
+		// messages for it, which would then sit invisible until their
+		// visibility timeout): it gets receiveGrace to come back, and what
+		// it brings is handed back at once below.
+		rctx, done := afterCancel(ctx, receiveGrace)
+		msgs, err := c.receive(rctx, n)
+		done()
 		release(slots, n-len(msgs))
 		if err != nil {
 			if ctx.Err() != nil {
@@ -180,6 +205,14 @@ func (c *Consumer) receiveLoop(ctx, hardCtx context.Context, slots chan struct{}
 			continue
 		}
 		failures = 0
+		metrics.MessagesReceived.WithLabelValues(c.cfg.Name).Add(float64(len(msgs)))
+		if ctx.Err() != nil {
+			// Shutdown began while these were on their way: hand them back
+			// at once for another task instead of starting them.
+			c.releaseAll(msgs)
+			release(slots, len(msgs))
+			return
+		}
 		for _, m := range msgs {
 			wg.Go(func() {
 				defer release(slots, 1)
@@ -187,6 +220,51 @@ func (c *Consumer) receiveLoop(ctx, hardCtx context.Context, slots chan struct{}
 			})
 		}
 	}
+}
+
+// receiveGrace is how long a receive in progress may still take after
+// shutdown began.
+const receiveGrace = 2 * time.Second
+
+// afterCancel returns a context that is cancelled grace after ctx is, and a
+// func to call when done with it.
+func afterCancel(ctx context.Context, grace time.Duration) (context.Context, func()) {
+	out, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			t := time.NewTimer(grace)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				cancel()
+			case <-stop:
+			}
+		case <-stop:
+		}
+	}()
+	return out, func() { close(stop); cancel() }
+}
+
+// releaseAll makes msgs visible again at once (best effort: if this fails
+// they return when their visibility times out).
+func (c *Consumer) releaseAll(msgs []*Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	entries := make([]sqstypes.ChangeMessageVisibilityBatchRequestEntry, len(msgs))
+	for i, m := range msgs {
+		entries[i] = sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(m.receipt), VisibilityTimeout: 0}
+	}
+	if _, err := c.client.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(c.cfg.QueueURL), Entries: entries}); err != nil {
+		c.log.Warn("could not hand back messages received during shutdown; they return after their visibility timeout", "err", err, "messages", len(msgs))
+		return
+	}
+	metrics.MessagesReleased.WithLabelValues(c.cfg.Name).Add(float64(len(msgs)))
+	c.log.Info("handed back messages received during shutdown", "messages", len(msgs))
 }
 
 // acquire blocks for one free slot, then takes up to a receive batch more
@@ -256,17 +334,25 @@ func fromSQS(m sqstypes.Message) *Message {
 // process runs the handler and settles the message: delete, dead-letter, or
 // schedule a retry.
 func (c *Consumer) process(ctx context.Context, m *Message) {
-	hctx, cancel := context.WithTimeoutCause(ctx, c.cfg.HandlerTimeout, errors.New("worker: handler timeout"))
+	hctx, cancel := context.WithTimeoutCause(context.WithValue(ctx, messageKey{}, m), c.cfg.HandlerTimeout, errors.New("worker: handler timeout"))
 	defer cancel()
+	start := time.Now()
+	inFlight := metrics.InFlight.WithLabelValues(c.cfg.Name)
+	inFlight.Inc()
+	defer inFlight.Dec()
 	stopHeartbeat := c.heartbeat(hctx, m)
 	err := c.safeHandle(hctx, m)
 	stopHeartbeat()
 
 	log := m.logger(c.log)
+	outcome := "retry"
 	switch reason, permanent := PermanentReason(err); {
 	case err == nil:
+		outcome = "ok"
+		metrics.MessagesProcessed.WithLabelValues(c.cfg.Name).Inc()
 		c.deleter.add(m.receipt)
 	case permanent:
+		outcome = "dead_letter"
 		c.deadLetter(ctx, m, reason, err, log)
 	case ctx.Err() != nil:
 		// Shutdown cut the handler short: not the message's fault. Leave it
@@ -275,6 +361,7 @@ func (c *Consumer) process(ctx context.Context, m *Message) {
 	default:
 		c.retry(ctx, m, err, log)
 	}
+	metrics.HandlerDuration.WithLabelValues(c.cfg.Name, outcome).Observe(time.Since(start).Seconds())
 }
 
 // safeHandle turns a handler panic into an error with the stack, so one bad
@@ -317,6 +404,7 @@ func (c *Consumer) retry(ctx context.Context, m *Message, cause error, log *slog
 	if errors.As(cause, &ra) {
 		delay = min(ra.after, maxVisibility)
 	}
+	metrics.MessagesRetried.WithLabelValues(c.cfg.Name).Inc()
 	log.Warn("handler failed; will retry", "err", cause, "retry_in", delay.Round(time.Millisecond).String())
 	if err := c.changeVisibility(ctx, m, delay); err != nil {
 		log.Error("scheduling retry failed; message returns after its visibility timeout", "err", err)
@@ -359,6 +447,7 @@ func (c *Consumer) deadLetter(ctx context.Context, m *Message, reason string, ca
 		c.retry(ctx, m, fmt.Errorf("dead-letter (%s): %w", reason, err), log)
 		return
 	}
+	metrics.MessagesDeadLettered.WithLabelValues(c.cfg.Name, reason).Inc()
 	log.Warn("message dead-lettered", "reason", reason, "err", cause)
 	c.deleter.add(m.receipt)
 }

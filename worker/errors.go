@@ -47,3 +47,13 @@ func (e *retryAfterError) Unwrap() error { return e.err }
 // RetryAfter asks for the message to be delivered again after d, overriding
 // the retry policy.
 func RetryAfter(d time.Duration, err error) error { return &retryAfterError{after: d, err: err} }
+
+// RetryAfterDelay reports the delay err asks for, if it is (or wraps) a
+// RetryAfter error.
+func RetryAfterDelay(err error) (time.Duration, bool) {
+	var ra *retryAfterError
+	if errors.As(err, &ra) {
+		return ra.after, true
+	}
+	return 0, false
+}

@@ -27,6 +27,20 @@ type Message struct {
 	logAttrs []any
 }
 
+type messageKey struct{}
+
+// FromContext returns the message a handler's context belongs to, for code
+// below the handler that needs the delivery (its receive count, a token
+// unique to this receive).
+func FromContext(ctx context.Context) (*Message, bool) {
+	m, ok := ctx.Value(messageKey{}).(*Message)
+	return m, ok
+}
+
+// ReceiptHandle is the handle of this delivery, for middleware that talks to
+// SQS about it (the runtime settles the message itself).
+func (m *Message) ReceiptHandle() string { return m.receipt }
+
 // Annotate adds key/value pairs to every log line the runtime writes about
 // this message (event_id, order_id...). Handlers call it once they know them.
 func (m *Message) Annotate(kv ...any) { m.logAttrs = append(m.logAttrs, kv...) }

@@ -27,6 +27,11 @@ var commands = []command{
 	{"migrate", "apply the database migrations and seed the catalog (idempotent)", migrate},
 	{"reset", "empty the order tables, restore the seed catalog and purge the queues (demo and tests only)", reset},
 	{"publish", "publish orders: --sample N, --file FILE (JSON lines) or JSON lines on stdin", publish},
+	{"product", "change a product's price (cents), stock or name: SKU [--price N] [--stock N] [--name S]", product},
+	{"drill", "failover drill: promote a standby, restart PostgreSQL and PgBouncer, stop Redis, under load; prints a table", drillCmd},
+	{"loadgen", "publish generated orders at a target rate: [--rate N] --count N | --duration D", loadgen},
+	{"bench", "benchmark the pipeline on the local stack: max rate, database ceiling, naive consumer, latency, runtime", benchCmd},
+	{"dlq", "dead letters: list [--queue H], show ID, redrive [--queue H] (--id ID | --reason R | --all)", dlqCmd},
 	{"report", "print what the pipeline did (--json for one JSON object)", report},
 	{"wait", "wait until N orders are fully handled and the queues are empty, then report", wait},
 }

@@ -12,6 +12,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/orderpipe/orderpipe/internal/seed"
+	"github.com/orderpipe/orderpipe/store"
 )
 
 func migrate(ctx context.Context, c *cli, args []string) error {
@@ -35,7 +36,8 @@ func migrate(ctx context.Context, c *cli, args []string) error {
 }
 
 // reset empties the order tables, restores the seed catalog and purges the
-// queues and DLQs: a clean slate for a demo. Never point it at production.
+// queues, the DLQs and the Redis keys under REDIS_KEY_PREFIX (idempotency
+// keys, product entries): a clean slate for a demo. Never point it at production.
 func reset(ctx context.Context, c *cli, args []string) error {
 	fs := newFlags("reset")
 	if err := fs.Parse(args); err != nil {
@@ -58,6 +60,14 @@ func reset(ctx context.Context, c *cli, args []string) error {
 			}
 		}
 	}
-	fmt.Fprintln(c.out, "order tables emptied, catalog restored, queues purged")
+	rdb, err := store.OpenRedis(c.redisConfig())
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	if _, err := rdb.Purge(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintln(c.out, "order tables emptied, catalog restored, queues purged, Redis keys purged")
 	return nil
 }

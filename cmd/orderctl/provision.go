@@ -32,5 +32,9 @@ func provision(ctx context.Context, c *cli, args []string) error {
 
 // openStore opens the pool; callers close it.
 func (c *cli) openStore(ctx context.Context) (*store.DB, error) {
-	return store.Open(ctx, c.common.Store)
+	cfg, err := c.common.StoreConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return store.Open(ctx, cfg)
 }

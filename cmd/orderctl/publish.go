@@ -77,7 +77,9 @@ func readLines(path string) ([]string, error) {
 	}
 	var lines []string
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), events.MaxEventBytes+1)
+	// Up to SNS's own limit, so that --raw can publish an oversized event
+	// (to try the dead-letter path) and validation names a too-large line.
+	sc.Buffer(make([]byte, 0, 64<<10), 256<<10)
 	for sc.Scan() {
 		if len(sc.Bytes()) > 0 {
 			lines = append(lines, sc.Text())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 // Report is what `orderctl report --json` prints.
 type Report struct {
 	store.Counts
+	store.OrderStates
 	DLQ     int64 `json:"dlq"`     // messages in the three DLQs
 	Pending int64 `json:"pending"` // messages visible, in flight or delayed in the three queues
 }
@@ -30,6 +32,9 @@ func (c *cli) collect(ctx context.Context, db *store.DB, sqsc *sqs.Client, ap to
 	var r Report
 	var err error
 	if r.Counts, err = db.Counts(ctx); err != nil {
+		return r, err
+	}
+	if r.OrderStates, err = db.States(ctx, ""); err != nil {
 		return r, err
 	}
 	for _, q := range ap.Queues {
@@ -111,6 +116,9 @@ func (c *cli) print(rep Report, asJSON bool) error {
 		{"inventory reserved", rep.InventoryReserved}, {"inventory rejected", rep.InventoryRejected},
 		{"emails sent", rep.Notified}, {"confirmations", rep.Confirmations},
 		{"dead-lettered", rep.DLQ}, {"pending", rep.Pending},
+		{"fulfilled", rep.Fulfilled}, {"cancelled out of stock", rep.CancelledOutOfStock},
+		{"cancelled by customer", rep.CancelledByCustomer}, {"inconsistent", inconsistent(rep)},
+		{"outbox pending", rep.OutboxPending},
 	}
 	for _, r := range rows {
 		fmt.Fprintf(w, "%s\t%v\t\n", r.k, r.v)
@@ -118,11 +126,23 @@ func (c *cli) print(rep Report, asJSON bool) error {
 	return w.Flush()
 }
 
+func inconsistent(rep Report) string {
+	s := fmt.Sprint(rep.Inconsistent)
+	switch {
+	case rep.Inconsistent == 0:
+	case rep.Pending > 0 || rep.OutboxPending > 0:
+		s += " (on their way: messages still pending)"
+	default:
+		s += " FLAGGED: " + strings.Join(rep.InconsistentOrders, " ")
+	}
+	return s
+}
+
 // fullyHandled says whether n placed orders went through all three handlers
 // and nothing is left in the queues.
 func (rep Report) fullyHandled(n int64) bool {
 	return rep.Orders == n && rep.Billed == n && rep.InventoryReserved+rep.InventoryRejected == n &&
-		rep.Confirmations == n && rep.Pending == 0
+		rep.Confirmations == n && rep.Pending == 0 && rep.OutboxPending == 0 && rep.Inconsistent == 0
 }
 
 func wait(ctx context.Context, c *cli, args []string) error {

@@ -7,10 +7,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/orderpipe/orderpipe/cmd/internal/env"
 	"github.com/orderpipe/orderpipe/handlers/notification"
@@ -25,9 +28,12 @@ func main() {
 	common := env.LoadCommon(&e)
 	cfg, logLevel := load(&e, common)
 	if len(os.Args) > 1 && (os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help") {
-		fmt.Fprintln(os.Stderr, "usage: worker\n\nConsumes the order queues. Environment variables:")
+		fmt.Fprintln(os.Stderr, "usage: worker [healthcheck]\n\nConsumes the order queues. `worker healthcheck` exits 0 if the worker\nin this container answers /healthz (for the ECS container health check).\n\nEnvironment variables:")
 		e.Usage(os.Stderr)
 		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		os.Exit(healthcheck(cfg.MetricsAddr))
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: logLevel}))
 	cfg.Logger = log
@@ -44,6 +50,13 @@ func main() {
 		log.Error("startup failed", "err", err)
 		os.Exit(1)
 	}
+	if cfg.Store, err = common.StoreConfig(ctx); err == nil {
+		_, err = store.PoolConfig(cfg.Store) // refuse a pool that would pin or break against the proxy
+	}
+	if err != nil {
+		log.Error("bad database configuration", "err", err)
+		os.Exit(2)
+	}
 	if err := app.Run(ctx, cfg); err != nil {
 		log.Error("worker failed", "err", err)
 		os.Exit(1)
@@ -52,11 +65,14 @@ func main() {
 
 func load(e *env.Env, common env.Common) (app.Config, slog.Level) {
 	cfg := app.Config{
-		Topology: common.Topology(),
-		Handlers: e.List("WORKER_HANDLERS", "billing,notification,inventory", "handlers this process runs (comma-separated)"),
-		Store:    common.Store,
-		RedisURL: common.RedisURL,
-		IdemTTL:  e.Duration("IDEMPOTENCY_TTL", store.DoneTTLDefault, "how long Redis remembers a completed event"),
+		Topology:        common.Topology(),
+		MetricsAddr:     e.String("METRICS_ADDR", ":9090", "listen address of the Prometheus /metrics endpoint; empty to turn it off"),
+		Handlers:        e.List("WORKER_HANDLERS", "billing,notification,inventory", "handlers this process runs (comma-separated)"),
+		Store:           common.Store,
+		Redis:           common.Redis,
+		IdemLease:       e.Duration("IDEMPOTENCY_LEASE", store.LeaseDefault, "in-progress key TTL in Redis, renewed while a handler runs; a dead worker's copy is retried after at most this"),
+		IdemRetention:   e.Duration("IDEMPOTENCY_RETENTION", store.RetentionDefault, "how long Redis remembers a completed event (later duplicates meet the database ledger)"),
+		ProductCacheTTL: e.Duration("PRODUCT_CACHE_TTL", store.ProductCacheTTLDefault, "TTL of product entries (name, price) in Redis"),
 		SMTP: mailer.Config{
 			Addr:     e.String("SMTP_ADDR", "127.0.0.1:1025", "SMTP server host:port (Mailpit locally, SES SMTP in AWS)"),
 			Username: e.String("SMTP_USERNAME", "", "SMTP user; empty for no authentication"),
@@ -94,4 +110,26 @@ func signalContext(log *slog.Logger) (context.Context, func()) {
 		os.Exit(1)
 	}()
 	return ctx, func() { signal.Stop(ch); cancel() }
+}
+
+// healthcheck asks the worker in this container for /healthz: the ECS
+// container health check (the distroless image has no curl).
+func healthcheck(addr string) int {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
+		fmt.Fprintln(os.Stderr, "healthcheck: METRICS_ADDR has no port:", addr)
+		return 1
+	}
+	client := &http.Client{Timeout: 3 * time.Second}
+	resp, err := client.Get("http://127.0.0.1:" + port + "/healthz")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "healthcheck:", err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(os.Stderr, "healthcheck: /healthz answered", resp.Status)
+		return 1
+	}
+	return 0
 }

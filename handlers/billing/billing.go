@@ -32,7 +32,6 @@ type Tx interface {
 	MarkProcessed(ctx context.Context, handler string, ev events.Event) (bool, error)
 	// LockOrder serialises billing's transactions for one order until commit.
 	LockOrder(ctx context.Context, handler, orderID string) error
-	Products(ctx context.Context, skus []events.SKU) (map[events.SKU]catalog.Product, error)
 	// Coupon returns the coupon, or ok=false if there is none with that code.
 	Coupon(ctx context.Context, code string) (c catalog.Coupon, ok bool, err error)
 	// RedeemCoupon counts one use of the coupon for the order, atomically
@@ -55,13 +54,20 @@ type Store interface {
 	BillingTx(ctx context.Context, fn func(Tx) error) error
 }
 
+// Catalog returns products' names and prices (through the product cache);
+// a SKU it does not know is missing from the map.
+type Catalog interface {
+	Products(ctx context.Context, skus []events.SKU) (map[events.SKU]catalog.Product, error)
+}
+
 // Handler is the billing handler.
 type Handler struct {
-	store Store
+	store   Store
+	catalog Catalog
 }
 
 // New returns a billing handler.
-func New(store Store) *Handler { return &Handler{store: store} }
+func New(store Store, cat Catalog) *Handler { return &Handler{store: store, catalog: cat} }
 
 // Handle implements handlers.EventFunc.
 func (h *Handler) Handle(ctx context.Context, ev events.Event) error {
@@ -76,7 +82,14 @@ func (h *Handler) Handle(ctx context.Context, ev events.Event) error {
 }
 
 func (h *Handler) place(ctx context.Context, ev events.Event) error {
-	err := h.store.BillingTx(ctx, func(tx Tx) error {
+	// Catalog data is read before the transaction, never inside it: a
+	// transaction waiting on a second connection for a cache miss could
+	// exhaust the pool with every connection held by such a waiter.
+	products, err := h.products(ctx, ev.Order)
+	if err != nil {
+		return fmt.Errorf("bill order %s: %w", ev.Order.OrderID, err)
+	}
+	err = h.store.BillingTx(ctx, func(tx Tx) error {
 		first, err := tx.MarkProcessed(ctx, Name, ev)
 		if err != nil || !first {
 			return err
@@ -93,7 +106,7 @@ func (h *Handler) place(ctx context.Context, ev events.Event) error {
 			// before it was placed: nothing to issue.
 			return nil
 		}
-		inv, err := h.quote(ctx, tx, ev)
+		inv, err := h.quote(ctx, tx, ev, products)
 		if err != nil {
 			return err
 		}
@@ -110,17 +123,21 @@ func (h *Handler) place(ctx context.Context, ev events.Event) error {
 	return nil
 }
 
-// quote prices the order and applies its coupon, redeeming it.
-func (h *Handler) quote(ctx context.Context, tx Tx, ev events.Event) (Invoice, error) {
-	o := ev.Order
+func (h *Handler) products(ctx context.Context, o events.Order) (map[events.SKU]catalog.Product, error) {
 	skus := make([]events.SKU, 0, len(o.Items))
 	for sku := range o.Quantities() {
 		skus = append(skus, sku)
 	}
-	products, err := tx.Products(ctx, skus)
+	products, err := h.catalog.Products(ctx, skus)
 	if err != nil {
-		return Invoice{}, err
+		return nil, fmt.Errorf("read catalog: %w", err)
 	}
+	return products, nil
+}
+
+// quote prices the order from the catalog and applies its coupon, redeeming it.
+func (h *Handler) quote(ctx context.Context, tx Tx, ev events.Event, products map[events.SKU]catalog.Product) (Invoice, error) {
+	o := ev.Order
 	lines, subtotal, err := PriceLines(o, products)
 	if err != nil {
 		return Invoice{}, err

@@ -9,6 +9,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/google/uuid"
+
+	"github.com/orderpipe/orderpipe/catalog"
 	"github.com/orderpipe/orderpipe/events"
 	"github.com/orderpipe/orderpipe/worker"
 )
@@ -49,6 +52,8 @@ type Tx interface {
 	Reserve(ctx context.Context, ev events.Event, lines []Line) error
 	// Reject records a reservation refused for reason, taking nothing.
 	Reject(ctx context.Context, ev events.Event, reason string) error
+	// Emit writes an event to the outbox, to be published after commit.
+	Emit(ctx context.Context, ev events.Event) error
 	// Release puts back what the order reserved and marks it released.
 	Release(ctx context.Context, ev events.Event) error
 	// MarkCancelled records an order cancelled before it was placed.
@@ -60,18 +65,31 @@ type Store interface {
 	InventoryTx(ctx context.Context, fn func(Tx) error) error
 }
 
+// Catalog returns catalog data (through the product cache); a SKU it does
+// not know is missing from the map.
+type Catalog interface {
+	Products(ctx context.Context, skus []events.SKU) (map[events.SKU]catalog.Product, error)
+}
+
 // Handler is the inventory handler.
-type Handler struct{ store Store }
+type Handler struct {
+	store   Store
+	catalog Catalog
+}
 
 // New returns an inventory handler.
-func New(store Store) *Handler { return &Handler{store: store} }
+func New(store Store, cat Catalog) *Handler { return &Handler{store: store, catalog: cat} }
 
 // Handle implements handlers.EventFunc.
 func (h *Handler) Handle(ctx context.Context, ev events.Event) error {
 	var err error
 	switch ev.EventType {
 	case events.OrderPlaced:
-		err = h.inTx(ctx, ev, h.reserve)
+		// Unknown SKUs are refused from the (cached) catalog before any
+		// stock row is locked; the lock itself re-checks.
+		if err = h.checkCatalog(ctx, ev.Order); err == nil {
+			err = h.inTx(ctx, ev, h.reserve)
+		}
 	case events.OrderCancelled:
 		err = h.inTx(ctx, ev, h.release)
 	default:
@@ -81,6 +99,24 @@ func (h *Handler) Handle(ctx context.Context, ev events.Event) error {
 		return worker.Permanent(string(events.ReasonUnknownSKU), err)
 	}
 	return err
+}
+
+func (h *Handler) checkCatalog(ctx context.Context, o events.Order) error {
+	lines := Lines(o)
+	skus := make([]events.SKU, len(lines))
+	for i, l := range lines {
+		skus[i] = l.SKU
+	}
+	products, err := h.catalog.Products(ctx, skus)
+	if err != nil {
+		return fmt.Errorf("inventory: read catalog for order %s: %w", o.OrderID, err)
+	}
+	for _, sku := range skus {
+		if _, ok := products[sku]; !ok {
+			return fmt.Errorf("inventory: order %s: %w %q", o.OrderID, ErrUnknownSKU, sku)
+		}
+	}
+	return nil
 }
 
 // inTx runs step once per event: under the ledger marker and the order's lock.
@@ -115,7 +151,13 @@ func (h *Handler) reserve(ctx context.Context, tx Tx, ev events.Event) error {
 		return err
 	}
 	if short := Shortfall(lines, stock); short != "" {
-		return tx.Reject(ctx, ev, "insufficient_stock: "+short)
+		if err := tx.Reject(ctx, ev, "insufficient_stock: "+short); err != nil {
+			return err
+		}
+		// The order cannot be fulfilled: cancel it through the pipeline, so
+		// billing voids its invoice and the customer hears why. Same
+		// transaction as the rejection: both happen, or neither.
+		return tx.Emit(ctx, OutOfStock(ev))
 	}
 	return tx.Reserve(ctx, ev, lines)
 }
@@ -132,6 +174,21 @@ func (h *Handler) release(ctx context.Context, tx Tx, ev events.Event) error {
 	default:
 		return nil // rejected, released or cancelled: no stock is held
 	}
+}
+
+// ReasonOutOfStock is the reason of the cancellation inventory emits.
+const ReasonOutOfStock = "out_of_stock"
+
+// OutOfStock is the order.cancelled event for a placed order stock cannot
+// cover. Its event_id is derived from the placed event's, so emitting it
+// again (a redelivered rejection) names the same event.
+func OutOfStock(placed events.Event) events.Event {
+	ev := placed
+	ev.EventID = events.EventID(uuid.NewSHA1(uuid.NameSpaceOID, []byte("orderpipe:out_of_stock:"+string(placed.EventID))).String())
+	ev.EventType = events.OrderCancelled
+	ev.Reason = ReasonOutOfStock
+	ev.OccurredAt = placed.OccurredAt
+	return ev
 }
 
 // Lines merges an order's items into one line per SKU, in SKU order: the

@@ -5,9 +5,12 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -15,13 +18,19 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/orderpipe/orderpipe/events"
 	"github.com/orderpipe/orderpipe/handlers"
 	"github.com/orderpipe/orderpipe/handlers/billing"
 	"github.com/orderpipe/orderpipe/handlers/inventory"
 	"github.com/orderpipe/orderpipe/handlers/notification"
 	"github.com/orderpipe/orderpipe/mailer"
+	"github.com/orderpipe/orderpipe/metrics"
+	"github.com/orderpipe/orderpipe/resilience"
 	"github.com/orderpipe/orderpipe/store"
 	"github.com/orderpipe/orderpipe/topology"
 	"github.com/orderpipe/orderpipe/worker"
@@ -29,18 +38,35 @@ import (
 
 // Config is everything the worker needs; cmd/worker fills it from the environment.
 type Config struct {
-	AWS          aws.Config
-	Topology     topology.Topology
-	Handlers     []string // which handlers this process runs; defaults to all
-	Store        store.Config
-	RedisURL     string
-	IdemTTL      time.Duration
-	SMTP         mailer.Config
-	Notification notification.Config
+	AWS      aws.Config
+	Topology topology.Topology
+	Handlers []string // which handlers this process runs; defaults to all
+	Store    store.Config
+	Redis    store.RedisConfig
+	// IdemLease and IdemRetention are the idempotency keys' TTLs (in
+	// progress, completed); ProductCacheTTL the product entries'. Zero takes
+	// the store's defaults.
+	IdemLease       time.Duration
+	IdemRetention   time.Duration
+	ProductCacheTTL time.Duration
+	SMTP            mailer.Config
+	Notification    notification.Config
 	// Consumer is the template for every queue's consumer: Name, QueueURL,
 	// DLQURL and VisibilityTimeout are filled per queue.
 	Consumer worker.Config
-	Logger   *slog.Logger
+	// Retry bounds the in-process retry of a blip; zero takes the defaults
+	// (3 tries within 2s).
+	Retry resilience.RetryPolicy
+	// Middleware, if set, returns a middleware to wrap each queue's handler
+	// in, outermost (instrumentation; the tests inject faults with it).
+	Middleware func(q topology.AppliedQueue) worker.Middleware
+	Logger     *slog.Logger
+	// NoRelay turns the outbox relay off in this process (the tests that
+	// interrupt it).
+	NoRelay bool
+	// MetricsAddr, if set, is where /metrics (Prometheus), /healthz and
+	// /readyz are served.
+	MetricsAddr string
 }
 
 // AWSConfig loads the default AWS configuration (environment, shared files,
@@ -75,12 +101,16 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("find queues: %w", err)
 	}
-	db, err := store.Open(ctx, cfg.Store)
+	scfg := cfg.Store
+	scfg.Logger = log
+	db, err := store.Open(ctx, scfg)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	rdb, err := store.OpenRedis(cfg.RedisURL)
+	rcfg := cfg.Redis
+	rcfg.Logger = log
+	rdb, err := store.OpenRedis(rcfg)
 	if err != nil {
 		return err
 	}
@@ -89,14 +119,47 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	keys := store.NewKeys(rdb, cfg.IdemTTL)
+	smtpBreaker := resilience.NewBreaker(resilience.BreakerConfig{
+		Name: "smtp", Failures: 5, OpenFor: 2 * time.Second, Probe: mail.Ping, Logger: log,
+	})
+	defer smtpBreaker.Close()
+	sender := &breakerSender{b: smtpBreaker, next: mail}
+	keys := store.NewKeys(rdb, cfg.IdemLease, cfg.IdemRetention)
+	ncfg := cfg.Notification
+	ncfg.RecordFor = recordFor(scfg.EmailClaimTTL, cfg.SMTP.Timeout)
+	products := store.NewProductCache(rdb, db, cfg.ProductCacheTTL)
 	funcs := map[string]handlers.EventFunc{
-		billing.Name:      billing.New(db).Handle,
-		inventory.Name:    inventory.New(db).Handle,
-		notification.Name: notification.New(db, mail, cfg.Notification).Handle,
+		billing.Name:      billing.New(db, products).Handle,
+		inventory.Name:    inventory.New(db, products).Handle,
+		notification.Name: notification.New(db, products, sender, ncfg, log).Handle,
+	}
+	// Consumers receive only while the dependencies their handler needs are
+	// up: messages wait in the queue through an outage instead of burning
+	// receives on their way to the DLQ.
+	gates := map[string]worker.Gate{
+		billing.Name:      db.Breaker(),
+		inventory.Name:    db.Breaker(),
+		notification.Name: resilience.All{db.Breaker(), smtpBreaker},
 	}
 
+	pub, err := events.NewPublisher(sns.NewFromConfig(cfg.AWS), events.PublisherConfig{TopicARN: ap.TopicARN})
+	if err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
+	if !cfg.NoRelay {
+		g.Go(func() error { relay(gctx, db, pub, log); return nil })
+	}
+	if cfg.MetricsAddr != "" {
+		ready := readiness(db, rdb, smtpBreaker)
+		srv, err := serveHTTP(cfg.MetricsAddr, ready, log)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		unregister := registerPoolStats(db)
+		defer unregister()
+	}
 	for _, name := range cfg.Handlers {
 		fn, ok := funcs[name]
 		if !ok {
@@ -106,7 +169,11 @@ func Run(ctx context.Context, cfg Config) error {
 		if !ok {
 			return fmt.Errorf("topology has no queue for handler %q", name)
 		}
-		c, err := newConsumer(sqsc, cfg.Consumer, q, handlers.Decode(handlers.Idempotent(keys, name, log, fn)), log)
+		h := handlers.Decode(handlers.Idempotent(keys, name, log, handlers.Resilient(name, cfg.Retry, fn)))
+		if cfg.Middleware != nil {
+			h = cfg.Middleware(q)(h)
+		}
+		c, err := newConsumer(sqsc, cfg.Consumer, q, h, gates[name], log)
 		if err != nil {
 			return err
 		}
@@ -121,10 +188,132 @@ func Run(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-func newConsumer(client *sqs.Client, tmpl worker.Config, q topology.AppliedQueue, h worker.Handler, log *slog.Logger) (*worker.Consumer, error) {
+func newConsumer(client *sqs.Client, tmpl worker.Config, q topology.AppliedQueue, h worker.Handler, gate worker.Gate, log *slog.Logger) (*worker.Consumer, error) {
 	c := tmpl
+	c.Gate = gate
 	c.Name, c.QueueURL, c.DLQURL = q.Handler, q.URL, q.DLQURL
 	c.VisibilityTimeout = time.Duration(q.VisibilityTimeoutSeconds) * time.Second
 	c.Logger = log
 	return worker.New(client, h, c)
+}
+
+// serveHTTP serves /metrics (Prometheus), /healthz (the process is alive)
+// and /readyz (its dependencies) at addr.
+func serveHTTP(addr string, ready func(context.Context) (map[string]string, bool), log *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("http listener on %s (METRICS_ADDR): %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		checks, ok := ready(ctx)
+		w.Header().Set("Content-Type", "application/json")
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"ready": ok, "checks": checks})
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+	log.Info("serving /metrics, /healthz and /readyz", "addr", ln.Addr().String())
+	return srv, nil
+}
+
+// readiness checks the database (a ping, and its breaker), SMTP (its
+// breaker) and Redis (a ping). Redis down is reported but does not make the
+// worker unready: it runs on the database alone.
+func readiness(db *store.DB, rdb *store.Redis, smtp *resilience.Breaker) func(context.Context) (map[string]string, bool) {
+	return func(ctx context.Context) (map[string]string, bool) {
+		checks, ok := map[string]string{}, true
+		switch err := db.Ping(ctx); {
+		case err != nil:
+			checks["database"], ok = "down: "+err.Error(), false
+		case !db.Breaker().Closed():
+			checks["database"], ok = "breaker open", false
+		default:
+			checks["database"] = "ok"
+		}
+		if smtp.Closed() {
+			checks["smtp"] = "ok"
+		} else {
+			checks["smtp"], ok = "breaker open", false
+		}
+		if err := rdb.Ping(ctx); err != nil {
+			checks["redis"] = "down (degraded: database decides alone): " + err.Error()
+		} else {
+			checks["redis"] = "ok"
+		}
+		return checks, ok
+	}
+}
+
+// registerPoolStats exports the pool's connection counts while the worker
+// runs. (A second worker in the same process, as in tests, keeps the first's.)
+func registerPoolStats(db *store.DB) (unregister func()) {
+	stat := func(f func(s *pgxpool.Stat) float64) func() float64 {
+		return func() float64 { return f(db.Pool().Stat()) }
+	}
+	cs := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "orderpipe_db_pool_acquired_connections", Help: "Pool connections in use."},
+			stat(func(s *pgxpool.Stat) float64 { return float64(s.AcquiredConns()) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "orderpipe_db_pool_idle_connections", Help: "Pool connections idle."},
+			stat(func(s *pgxpool.Stat) float64 { return float64(s.IdleConns()) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "orderpipe_db_pool_max_connections", Help: "The pool's size (DB_MAX_CONNS)."},
+			stat(func(s *pgxpool.Stat) float64 { return float64(s.MaxConns()) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "orderpipe_db_pool_acquire_waits_total", Help: "Acquires that had to wait for a connection."},
+			stat(func(s *pgxpool.Stat) float64 { return float64(s.EmptyAcquireCount()) })),
+	}
+	var registered []prometheus.Collector
+	for _, c := range cs {
+		if metrics.Registry.Register(c) == nil {
+			registered = append(registered, c)
+		}
+	}
+	return func() {
+		for _, c := range registered {
+			metrics.Registry.Unregister(c)
+		}
+	}
+}
+
+// breakerSender sends through the SMTP breaker. The record the notification
+// handler makes on acceptance is the database's business: its failure does
+// not count against SMTP.
+type breakerSender struct {
+	b    *resilience.Breaker
+	next *mailer.SMTP
+}
+
+func (s *breakerSender) Send(ctx context.Context, m mailer.Message, accepted func() error) error {
+	var recordErr error
+	err := s.b.Do(func() error {
+		return s.next.Send(ctx, m, func() error { recordErr = accepted(); return nil })
+	})
+	if err != nil {
+		return err
+	}
+	return recordErr
+}
+
+// recordFor is how long the notification handler may try to record an
+// accepted email: what the claim leaves after the send, with a margin.
+func recordFor(claimTTL, smtpTimeout time.Duration) time.Duration {
+	if claimTTL <= 0 {
+		claimTTL = store.EmailClaimTTLDefault
+	}
+	if smtpTimeout <= 0 {
+		smtpTimeout = mailer.TimeoutDefault
+	}
+	return max(min(claimTTL-smtpTimeout-20*time.Second, notification.RecordForDefault), 5*time.Second)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,6 +36,9 @@ func TestBadMessagesAreDeadLetteredAndTheWorkerGoesOn(t *testing.T) {
 		{`not json at all`, events.ReasonMalformedJSON},
 		{`{"event_id": "6f1c2b1e-4a8e-4a47-9a55-0d0b8f1f2a10", "schema_version": 2}`, events.ReasonUnsupportedVersion},
 		{mustJSON(t, s.withQuantity(s.placed("q0", "", "MUG", 1), 0)), events.ReasonInvalidField},
+		{strings.Replace(mustJSON(t, s.placed("q1", "", "MUG", 1)), `"order.placed"`, `"order.refunded"`, 1), events.ReasonUnknownType},
+		{strings.Replace(mustJSON(t, s.placed("q2", "", "MUG", 1)), `"currency":"USD",`, ``, 1), events.ReasonMissingField},
+		{`{"event_id":"6f1c2b1e-4a8e-4a47-9a55-0d0b8f1f2a10","pad":"` + strings.Repeat("x", events.MaxEventBytes) + `"}`, events.ReasonTooLarge},
 	}
 	var raw []events.RawMessage
 	for _, b := range bad {
@@ -48,7 +52,11 @@ func TestBadMessagesAreDeadLetteredAndTheWorkerGoesOn(t *testing.T) {
 	s.publish(t, good)
 	s.waitProcessed(t, all3(1), 1)
 
-	want := []string{string(events.ReasonInvalidField), string(events.ReasonMalformedJSON), string(events.ReasonUnknownSKU), string(events.ReasonUnsupportedVersion)}
+	want := []string{string(events.ReasonUnknownSKU)}
+	for _, b := range bad {
+		want = append(want, string(b.reason))
+	}
+	slices.Sort(want)
 	sqsc := sqs.NewFromConfig(s.env.AWS)
 	for handler, q := range s.ap.Queues {
 		got := drainReasons(t, sqsc, q.DLQURL, len(want))

@@ -59,8 +59,13 @@ func TestDuplicateDeliveriesChangeNothing(t *testing.T) {
 // waitQueuesEmpty waits until the test's queues and DLQs hold nothing.
 func waitQueuesEmpty(t *testing.T, s *stack) {
 	t.Helper()
+	waitQueuesEmptyWithin(t, s, 30*time.Second)
+}
+
+func waitQueuesEmptyWithin(t *testing.T, s *stack, timeout time.Duration) {
+	t.Helper()
 	sqsc := sqs.NewFromConfig(s.env.AWS)
-	testenv.Eventually(t, 30*time.Second, func() error {
+	testenv.Eventually(t, timeout, func() error {
 		for _, q := range s.ap.Queues {
 			for _, url := range []string{q.URL, q.DLQURL} {
 				if n, err := topology.Depth(context.Background(), sqsc, url); err != nil || n != 0 {
@@ -81,7 +86,7 @@ func TestCouponLimitHoldsUnderConcurrency(t *testing.T) {
 	s.addProducts(t, catalog.Product{SKU: "TEE", Name: "T-shirt", Price: 2500, Stock: 1000})
 	limit := 7
 	s.addCoupon(t, catalog.Coupon{Code: "LIMITED", Kind: catalog.CouponFixed, AmountOff: 500, MaxRedemptions: &limit})
-	h := billing.New(s.env.DB)
+	h := billing.New(s.env.DB, s.env.DB)
 
 	runConcurrently(t, 40, func(i int) error {
 		return h.Handle(context.Background(), s.placed(fmt.Sprintf("c%d", i), "LIMITED", "TEE", 1))
@@ -113,7 +118,7 @@ func TestNoOversellUnderConcurrency(t *testing.T) {
 		catalog.Product{SKU: "WARM", Name: "Warm item", Price: 100, Stock: 40},
 		catalog.Product{SKU: "COLD", Name: "Cold item", Price: 100, Stock: 1000},
 	)
-	h := inventory.New(s.env.DB)
+	h := inventory.New(s.env.DB, s.env.DB)
 	skus := []string{"HOT", "WARM", "COLD"}
 	runConcurrently(t, 80, func(i int) error {
 		rng := rand.New(rand.NewPCG(uint64(i), 7))

@@ -42,22 +42,25 @@ func newStack(t *testing.T) *stack {
 	return &stack{env: env, prefix: strings.TrimSuffix(top.Topic, "orders"), top: top, ap: ap, pub: pub}
 }
 
-// startWorker runs the worker in-process until the test ends.
-func (s *stack) startWorker(t *testing.T) {
+// startWorker runs a worker in-process until the test ends; opts adjust its
+// configuration. Each test's Redis keys live under their own prefix.
+func (s *stack) startWorker(t *testing.T, opts ...func(*app.Config)) {
 	t.Helper()
+	cfg := app.Config{
+		AWS:      s.env.AWS,
+		Topology: s.top,
+		Store:    store.Config{URL: s.env.DBURL, MaxConns: 8},
+		Redis:    store.RedisConfig{URL: testenv.RedisURL, KeyPrefix: "orderpipe-test:" + s.prefix},
+		SMTP:     mailer.Config{Addr: testenv.SMTPAddr},
+		Consumer: worker.Config{WaitTime: time.Second, RetryPolicy: worker.ExponentialRetry{Base: time.Second, Max: 2 * time.Second}},
+		Logger:   testenv.Logger(),
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, app.Config{
-			AWS:      s.env.AWS,
-			Topology: s.top,
-			Store:    store.Config{URL: s.env.DBURL, MaxConns: 8},
-			RedisURL: testenv.RedisURL,
-			SMTP:     mailer.Config{Addr: testenv.SMTPAddr},
-			Consumer: worker.Config{WaitTime: time.Second, RetryPolicy: worker.ExponentialRetry{Base: time.Second, Max: 2 * time.Second}},
-			Logger:   testenv.Logger(),
-		})
-	}()
+	go func() { done <- app.Run(ctx, cfg) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -144,7 +147,12 @@ func (s *stack) queryInt(t *testing.T, q string, args ...any) int64 {
 // test's orders and Mailpit holds mails emails for its domain.
 func (s *stack) waitProcessed(t *testing.T, want map[string]int64, mails int) {
 	t.Helper()
-	testenv.Eventually(t, 30*time.Second, func() error {
+	s.waitProcessedWithin(t, 30*time.Second, want, mails)
+}
+
+func (s *stack) waitProcessedWithin(t *testing.T, timeout time.Duration, want map[string]int64, mails int) {
+	t.Helper()
+	testenv.Eventually(t, timeout, func() error {
 		for h, n := range want {
 			got := s.queryInt(t, `SELECT count(*) FROM processed_events WHERE handler = $1 AND order_id LIKE $2`, h, s.prefix+"%")
 			if got != n {

@@ -13,26 +13,27 @@ import (
 	"github.com/orderpipe/orderpipe/events"
 )
 
-// Products is the demo catalog. Stock is sized so that a 200-order demo
-// reserves most orders and shows a few rejections on the scarce items.
+// Products is the demo catalog. Stock covers a 200-order demo: every order
+// is fulfilled. (Running out of stock, and the cancellation that follows,
+// is the promotion test's subject: internal/app/spike_test.go.)
 var Products = []catalog.Product{
-	{SKU: "MUG-CLASSIC", Name: "Classic mug", Price: 1299, Stock: 500},
-	{SKU: "MUG-TRAVEL", Name: "Travel mug", Price: 2450, Stock: 300},
-	{SKU: "TEE-BLACK-M", Name: "Black T-shirt (M)", Price: 1999, Stock: 400},
-	{SKU: "TEE-WHITE-L", Name: "White T-shirt (L)", Price: 1999, Stock: 400},
-	{SKU: "HOODIE-GREY", Name: "Grey hoodie", Price: 4999, Stock: 150},
-	{SKU: "CAP-NAVY", Name: "Navy cap", Price: 1550, Stock: 250},
-	{SKU: "SOCKS-3PK", Name: "Socks, 3 pairs", Price: 899, Stock: 600},
-	{SKU: "TOTE-CANVAS", Name: "Canvas tote", Price: 1425, Stock: 350},
-	{SKU: "NOTEBOOK-A5", Name: "A5 notebook", Price: 675, Stock: 800},
-	{SKU: "PEN-STEEL", Name: "Steel pen", Price: 349, Stock: 1000},
-	{SKU: "STICKER-PACK", Name: "Sticker pack", Price: 199, Stock: 2000},
-	{SKU: "POSTER-A2", Name: "A2 poster", Price: 1275, Stock: 200},
-	{SKU: "BOTTLE-STEEL", Name: "Steel bottle", Price: 2899, Stock: 180},
-	{SKU: "UMBRELLA", Name: "Umbrella", Price: 3150, Stock: 90},
-	{SKU: "KEYRING", Name: "Keyring", Price: 499, Stock: 700},
-	{SKU: "LIMITED-PRINT", Name: "Limited art print", Price: 8900, Stock: 25},
-	{SKU: "SIGNED-BOOK", Name: "Signed book", Price: 3499, Stock: 30},
+	{SKU: "MUG-CLASSIC", Name: "Classic mug", Price: 1299, Stock: 5000},
+	{SKU: "MUG-TRAVEL", Name: "Travel mug", Price: 2450, Stock: 3000},
+	{SKU: "TEE-BLACK-M", Name: "Black T-shirt (M)", Price: 1999, Stock: 4000},
+	{SKU: "TEE-WHITE-L", Name: "White T-shirt (L)", Price: 1999, Stock: 4000},
+	{SKU: "HOODIE-GREY", Name: "Grey hoodie", Price: 4999, Stock: 1500},
+	{SKU: "CAP-NAVY", Name: "Navy cap", Price: 1550, Stock: 2500},
+	{SKU: "SOCKS-3PK", Name: "Socks, 3 pairs", Price: 899, Stock: 6000},
+	{SKU: "TOTE-CANVAS", Name: "Canvas tote", Price: 1425, Stock: 3500},
+	{SKU: "NOTEBOOK-A5", Name: "A5 notebook", Price: 675, Stock: 8000},
+	{SKU: "PEN-STEEL", Name: "Steel pen", Price: 349, Stock: 10000},
+	{SKU: "STICKER-PACK", Name: "Sticker pack", Price: 199, Stock: 20000},
+	{SKU: "POSTER-A2", Name: "A2 poster", Price: 1275, Stock: 2000},
+	{SKU: "BOTTLE-STEEL", Name: "Steel bottle", Price: 2899, Stock: 1800},
+	{SKU: "UMBRELLA", Name: "Umbrella", Price: 3150, Stock: 900},
+	{SKU: "KEYRING", Name: "Keyring", Price: 499, Stock: 7000},
+	{SKU: "LIMITED-PRINT", Name: "Limited art print", Price: 8900, Stock: 250},
+	{SKU: "SIGNED-BOOK", Name: "Signed book", Price: 3499, Stock: 300},
 }
 
 func ptr[T any](v T) *T { return &v }

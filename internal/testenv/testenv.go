@@ -7,9 +7,7 @@ package testenv
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -24,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/orderpipe/orderpipe/internal/app"
+	"github.com/orderpipe/orderpipe/internal/mailpit"
 	"github.com/orderpipe/orderpipe/store"
 	"github.com/orderpipe/orderpipe/topology"
 )
@@ -48,9 +47,11 @@ var (
 
 // Env is one test binary's environment.
 type Env struct {
-	DBURL string // the binary's own database, through PgBouncer
-	DB    *store.DB
-	AWS   aws.Config
+	DBURL     string // the binary's own database, through PgBouncer
+	DirectURL string // the same database, straight to PostgreSQL
+	DBName    string
+	DB        *store.DB
+	AWS       aws.Config
 }
 
 var (
@@ -61,8 +62,14 @@ var (
 
 // Open returns the binary's environment, creating its database (dropped and
 // recreated, then migrated) on first use. name must be unique per package.
+//
+// Under -short (`make test-unit`) the integration tests are skipped; `make
+// test` never passes -short.
 func Open(t testing.TB, name string) *Env {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: skipped by -short")
+	}
 	once.Do(func() { shared, setErr = setup(name) })
 	if setErr != nil {
 		t.Fatalf("integration environment (run `make up` first): %v", setErr)
@@ -92,7 +99,13 @@ func setup(name string) (*Env, error) {
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)
 	}
 	u.Path = "/" + dbName
-	e := &Env{DBURL: u.String()}
+	e := &Env{DBURL: u.String(), DBName: dbName}
+	d, err := url.Parse(AdminDatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("ADMIN_DATABASE_URL: %w", err)
+	}
+	d.Path = "/" + dbName
+	e.DirectURL = d.String()
 	if e.DB, err = store.Open(ctx, store.Config{URL: e.DBURL, MaxConns: 20}); err != nil {
 		return nil, err
 	}
@@ -147,22 +160,4 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
 }
 
 // MailCount returns how many emails Mailpit holds whose To contains s.
-func MailCount(ctx context.Context, s string) (int, error) {
-	q := url.Values{"query": {fmt.Sprintf("to:%q", s)}, "limit": {"1"}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, MailpitURL+"/api/v1/search?"+q.Encode(), nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("mailpit search: %w", err)
-	}
-	defer resp.Body.Close()
-	var out struct {
-		Count int `json:"messages_count"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return 0, fmt.Errorf("mailpit search: %w", err)
-	}
-	return out.Count, nil
-}
+func MailCount(ctx context.Context, s string) (int, error) { return mailpit.Count(ctx, MailpitURL, s) }

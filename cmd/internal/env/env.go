@@ -68,6 +68,37 @@ func (e *Env) Duration(name string, def time.Duration, help string) time.Duratio
 	return d
 }
 
+// DurationOrOff is Duration that also takes 0 (or empty) for "none".
+func (e *Env) DurationOrOff(name string, def time.Duration, help string) time.Duration {
+	s := strings.TrimSpace(e.lookup(name, def.String(), help, false))
+	if s == "" || s == "0" {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		e.errs = append(e.errs, fmt.Errorf("%s=%q: want a duration such as 30m, or 0 for none", name, s))
+		return def
+	}
+	return d
+}
+
+// Bool returns the variable as true/false (also 1/0, on/off, yes/no).
+func (e *Env) Bool(name string, def bool, help string) bool {
+	d := "false"
+	if def {
+		d = "true"
+	}
+	s := e.lookup(name, d, help, false)
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "true", "1", "on", "yes":
+		return true
+	case "false", "0", "off", "no", "":
+		return false
+	}
+	e.errs = append(e.errs, fmt.Errorf("%s=%q: want true or false", name, s))
+	return def
+}
+
 // List returns the variable split on commas, blanks dropped.
 func (e *Env) List(name, def, help string) []string {
 	var out []string

@@ -1,0 +1,27 @@
+package events
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+)
+
+// Fingerprint identifies an event's content, so that two messages with one
+// event_id can be told apart: the same fingerprint is a duplicate, a
+// different one is a conflict. It is the SHA-256 of the event's canonical
+// JSON (Go's encoding of the decoded struct, with occurred_at in UTC), so
+// re-serialising the same event (key order, whitespace, time zone) does not
+// change it.
+func Fingerprint(ev Event) [sha256.Size]byte {
+	ev.OccurredAt = ev.OccurredAt.UTC()
+	b, err := json.Marshal(ev)
+	if err != nil {
+		// Event holds only strings, ints and a time: Marshal cannot fail.
+		panic("events: fingerprint: " + err.Error())
+	}
+	return sha256.Sum256(b)
+}
+
+// ErrConflict is wrapped by errors that found a second event with a known
+// event_id and a different payload. Such an event is never applied.
+var ErrConflict = errors.New("event_id reused with a different payload")

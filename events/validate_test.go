@@ -1,0 +1,193 @@
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const validPlaced = `{"event_id":"6f1c2b1e-4a8e-4a47-9a55-0d0b8f1f2a10","event_type":"order.placed","schema_version":1,
+ "occurred_at":"2026-11-24T10:00:00Z",
+ "order":{"order_id":"ord-1","customer":{"id":"cus-1","email":"ada@example.com","name":"Ada"},
+          "currency":"USD","items":[{"sku":"MUG-CLASSIC","quantity":2}],"coupon_code":"SAVE10"}}`
+
+// edit returns validPlaced with fn applied to its decoded JSON map.
+func edit(t testing.TB, fn func(m map[string]any)) string {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(validPlaced), &m); err != nil {
+		t.Fatal(err)
+	}
+	fn(m)
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func order(m map[string]any) map[string]any    { return m["order"].(map[string]any) }
+func customer(m map[string]any) map[string]any { return order(m)["customer"].(map[string]any) }
+func item0(m map[string]any) map[string]any {
+	return order(m)["items"].([]any)[0].(map[string]any)
+}
+
+func TestDecodeValidEvents(t *testing.T) {
+	want := Event{
+		EventID: "6f1c2b1e-4a8e-4a47-9a55-0d0b8f1f2a10", EventType: OrderPlaced, SchemaVersion: 1,
+		OccurredAt: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC),
+		Order: Order{OrderID: "ord-1", Customer: Customer{ID: "cus-1", Email: "ada@example.com", Name: "Ada"},
+			Currency: "USD", Items: []Item{{SKU: "MUG-CLASSIC", Quantity: 2}}, CouponCode: "SAVE10"},
+	}
+	cancelled := want
+	cancelled.EventType, cancelled.Reason = OrderCancelled, "customer_request"
+	shipped := want
+	shipped.EventType, shipped.Order.Items = OrderShipped, nil
+	tests := []struct {
+		name string
+		body string
+		want Event
+	}{
+		{"placed", validPlaced, want},
+		{"cancelled with a reason", edit(t, func(m map[string]any) { m["event_type"] = "order.cancelled"; m["reason"] = "customer_request" }), cancelled},
+		{"shipped needs no items", edit(t, func(m map[string]any) { m["event_type"] = "order.shipped"; delete(order(m), "items") }), shipped},
+		{"unknown fields are accepted (producers may add optional ones)", edit(t, func(m map[string]any) { m["channel"] = "web" }), want},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Decode([]byte(tt.body))
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if d := cmp.Diff(tt.want, got); d != "" {
+				t.Errorf("decoded event (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestDecodeRejectsWithAReason(t *testing.T) {
+	tests := []struct {
+		name   string
+		body   string
+		reason Reason
+		field  string
+	}{
+		{"not JSON", `{"event_id":`, ReasonMalformedJSON, ""},
+		{"an array", `[1,2]`, ReasonMalformedJSON, ""},
+		{"trailing data", validPlaced + `{}`, ReasonMalformedJSON, ""},
+		{"too large", `{"pad":"` + strings.Repeat("x", MaxEventBytes) + `"}`, ReasonTooLarge, ""},
+		{"no schema_version", edit(t, func(m map[string]any) { delete(m, "schema_version") }), ReasonMissingField, "schema_version"},
+		{"schema_version 2", edit(t, func(m map[string]any) { m["schema_version"] = 2 }), ReasonUnsupportedVersion, "schema_version"},
+		{"unknown event type", edit(t, func(m map[string]any) { m["event_type"] = "order.refunded" }), ReasonUnknownType, "event_type"},
+		{"no event type", edit(t, func(m map[string]any) { delete(m, "event_type") }), ReasonMissingField, "event_type"},
+		{"no event_id", edit(t, func(m map[string]any) { delete(m, "event_id") }), ReasonMissingField, "event_id"},
+		{"event_id not a UUID", edit(t, func(m map[string]any) { m["event_id"] = "42" }), ReasonInvalidField, "event_id"},
+		{"no occurred_at", edit(t, func(m map[string]any) { delete(m, "occurred_at") }), ReasonMissingField, "occurred_at"},
+		{"occurred_at not RFC 3339", edit(t, func(m map[string]any) { m["occurred_at"] = "yesterday" }), ReasonMalformedJSON, ""},
+		{"no order", edit(t, func(m map[string]any) { delete(m, "order") }), ReasonMissingField, "order.order_id"},
+		{"no customer email", edit(t, func(m map[string]any) { delete(customer(m), "email") }), ReasonMissingField, "order.customer.email"},
+		{"email with a display name", edit(t, func(m map[string]any) { customer(m)["email"] = "Ada <ada@example.com>" }), ReasonInvalidField, "order.customer.email"},
+		{"control characters in a name", edit(t, func(m map[string]any) { customer(m)["name"] = "Ada\r\nBcc: x@y" }), ReasonInvalidField, "order.customer.name"},
+		{"no currency", edit(t, func(m map[string]any) { delete(order(m), "currency") }), ReasonMissingField, "order.currency"},
+		{"EUR", edit(t, func(m map[string]any) { order(m)["currency"] = "EUR" }), ReasonInvalidField, "order.currency"},
+		{"no items on a placed order", edit(t, func(m map[string]any) { order(m)["items"] = []any{} }), ReasonMissingField, "order.items"},
+		{"quantity 0", edit(t, func(m map[string]any) { item0(m)["quantity"] = 0 }), ReasonInvalidField, "order.items[0].quantity"},
+		{"negative quantity", edit(t, func(m map[string]any) { item0(m)["quantity"] = -3 }), ReasonInvalidField, "order.items[0].quantity"},
+		{"quantity over the limit", edit(t, func(m map[string]any) { item0(m)["quantity"] = MaxQuantity + 1 }), ReasonInvalidField, "order.items[0].quantity"},
+		{"one SKU twice over the limit", edit(t, func(m map[string]any) {
+			order(m)["items"] = []any{map[string]any{"sku": "A", "quantity": 600}, map[string]any{"sku": "A", "quantity": 600}}
+		}), ReasonInvalidField, "order.items"},
+		{"no SKU", edit(t, func(m map[string]any) { delete(item0(m), "sku") }), ReasonMissingField, "order.items[0].sku"},
+		{"quantity a string", edit(t, func(m map[string]any) { item0(m)["quantity"] = "2" }), ReasonMalformedJSON, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Decode([]byte(tt.body))
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("err = %v, want a *ValidationError", err)
+			}
+			if ve.Reason != tt.reason || ve.Field != tt.field {
+				t.Errorf("rejected as (%s, %q), want (%s, %q): %v", ve.Reason, ve.Field, tt.reason, tt.field, err)
+			}
+		})
+	}
+}
+
+func TestEncodeDecodeRoundTrip(t *testing.T) {
+	ev, err := Decode([]byte(validPlaced))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Encode(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(ev, again); d != "" {
+		t.Errorf("round trip changed the event (-before +after):\n%s", d)
+	}
+	if Fingerprint(ev) != Fingerprint(again) {
+		t.Error("round trip changed the fingerprint")
+	}
+	reordered := edit(t, func(m map[string]any) { m["occurred_at"] = "2026-11-24T11:00:00+01:00" })
+	other, err := Decode([]byte(reordered))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if Fingerprint(other) != Fingerprint(ev) {
+		t.Error("the same instant in another time zone changed the fingerprint")
+	}
+	other.Order.Items[0].Quantity = 3
+	if Fingerprint(other) == Fingerprint(ev) {
+		t.Error("a different quantity kept the fingerprint")
+	}
+}
+
+// FuzzDecode: whatever the bytes, Decode does not panic; a rejection always
+// carries a reason; an accepted event is valid and survives Encode/Decode
+// unchanged, with the same fingerprint.
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(validPlaced))
+	f.Add([]byte(edit(f, func(m map[string]any) { m["event_type"] = "order.cancelled"; m["reason"] = "out_of_stock" })))
+	f.Add([]byte(edit(f, func(m map[string]any) { m["event_type"] = "order.shipped" })))
+	f.Add([]byte(edit(f, func(m map[string]any) { item0(m)["quantity"] = 0 })))
+	f.Add([]byte(`{"schema_version":1}`))
+	f.Add([]byte(`{`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		ev, err := Decode(body)
+		if err != nil {
+			var ve *ValidationError
+			if !errors.As(err, &ve) || ve.Reason == "" {
+				t.Fatalf("rejection without a reason: %v", err)
+			}
+			return
+		}
+		if err := ev.Validate(); err != nil {
+			t.Fatalf("Decode accepted an event Validate refuses: %v", err)
+		}
+		b, err := Encode(ev)
+		if err != nil {
+			t.Fatalf("Encode of a decoded event: %v", err)
+		}
+		again, err := Decode(b)
+		if err != nil {
+			t.Fatalf("re-decode: %v", err)
+		}
+		if d := cmp.Diff(ev, again); d != "" {
+			t.Fatalf("round trip changed the event:\n%s", d)
+		}
+		if Fingerprint(ev) != Fingerprint(again) {
+			t.Fatal("round trip changed the fingerprint")
+		}
+	})
+}

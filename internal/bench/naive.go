@@ -1,0 +1,131 @@
+package bench
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/orderpipe/orderpipe/handlers"
+	"github.com/orderpipe/orderpipe/handlers/billing"
+	"github.com/orderpipe/orderpipe/handlers/inventory"
+	"github.com/orderpipe/orderpipe/handlers/notification"
+	"github.com/orderpipe/orderpipe/mailer"
+	"github.com/orderpipe/orderpipe/resilience"
+	"github.com/orderpipe/orderpipe/store"
+	"github.com/orderpipe/orderpipe/worker"
+)
+
+// naive runs the baseline a first version would be: one goroutine per
+// queue that receives one message, handles it and deletes it, with the
+// worker's own handler stack (decode, Redis idempotency, in-process retry,
+// the three handlers on the product cache) and pool size. The load
+// saturates it, with the same bounded backlog as the maximum run, for d.
+func (b *Bench) naive(ctx context.Context, d time.Duration) (RunResult, error) {
+	res := RunResult{Name: "naive consumer: 1 goroutine per queue, 1 message at a time"}
+	if err := b.s.Reset(ctx); err != nil {
+		return res, err
+	}
+	hs, closeAll, err := b.workerHandlers(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer closeAll()
+	cctx, cancel := context.WithCancel(ctx)
+	var (
+		wg     sync.WaitGroup
+		failed atomic.Int64
+	)
+	for name, h := range hs {
+		url := b.s.Applied.Queues[name].URL
+		wg.Go(func() { failed.Add(int64(naiveLoop(cctx, b.s.SQS, url, h))) })
+	}
+	conns := SampleConns(b.s.Admin, b.s.Cfg.DBName, 100*time.Millisecond)
+	cpu := b.cpuProbe(0)
+	tr := NewTracker()
+	start := time.Now()
+	lr, loadErr := b.load(ctx, pipelineRun{name: "naive", duration: d}, tr)
+	cancel()
+	wg.Wait()
+	res.CPU = cpu.Stop()
+	res.DBConns = conns.Stop()
+	res.Elapsed = time.Since(start).Seconds()
+	if lr.Published == 0 {
+		return res, loadErr
+	}
+	cs, err := b.s.Completions(ctx, tr)
+	if err != nil {
+		return res, err
+	}
+	done := make([]time.Time, len(cs))
+	for i, c := range cs {
+		done[i] = c.Done
+	}
+	res.Published, res.Completed, res.Errors = lr.Published, len(cs), int(failed.Load())
+	res.Throughput, res.Overall = SteadyRate(done), OverallRate(cs)
+	return res, nil
+}
+
+// workerHandlers builds the worker's handler stack per queue, as
+// internal/app wires it.
+func (b *Bench) workerHandlers(ctx context.Context) (map[string]worker.Handler, func(), error) {
+	db, err := store.Open(ctx, store.Config{URL: b.s.ProxyURL, MaxConns: int32(b.cfg.DBMaxConns), Logger: quiet})
+	if err != nil {
+		return nil, nil, err
+	}
+	rdb, err := store.OpenRedis(store.RedisConfig{URL: b.s.Cfg.RedisURL, KeyPrefix: b.s.Cfg.RedisPrefix, Logger: quiet})
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	closeAll := func() { _ = rdb.Close(); db.Close() }
+	mail, err := mailer.New(mailer.Config{Addr: b.s.Cfg.SMTPAddr})
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	keys, products := store.NewKeys(rdb, 0, 0), store.NewProductCache(rdb, db, 0)
+	fns := map[string]handlers.EventFunc{
+		billing.Name:      billing.New(db, products).Handle,
+		inventory.Name:    inventory.New(db, products).Handle,
+		notification.Name: notification.New(db, products, mail, notification.Config{}, quiet).Handle,
+	}
+	hs := map[string]worker.Handler{}
+	for name, fn := range fns {
+		hs[name] = handlers.Decode(handlers.Idempotent(keys, name, quiet, handlers.Resilient(name, resilience.RetryPolicy{}, fn)))
+	}
+	return hs, closeAll, nil
+}
+
+// naiveLoop receives one message at a time, handles it and deletes it,
+// until ctx ends. A failed message is left to come back after its
+// visibility timeout. It returns how many failed.
+func naiveLoop(ctx context.Context, sqsc *sqs.Client, url string, h worker.Handler) int {
+	failed := 0
+	for ctx.Err() == nil {
+		out, err := sqsc.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(url), MaxNumberOfMessages: 1, WaitTimeSeconds: 1,
+			MessageAttributeNames:       []string{"All"},
+			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount},
+		})
+		if err != nil {
+			sleepCtx(ctx, 100*time.Millisecond)
+			continue
+		}
+		for _, m := range out.Messages {
+			msg := &worker.Message{ID: aws.ToString(m.MessageId), Body: []byte(aws.ToString(m.Body)), Attributes: map[string]string{}}
+			msg.ReceiveCount, _ = strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
+			if err := h.Handle(ctx, msg); err != nil {
+				failed++
+				continue
+			}
+			_, _ = sqsc.DeleteMessage(context.WithoutCancel(ctx), &sqs.DeleteMessageInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle})
+		}
+	}
+	return failed
+}

@@ -1,0 +1,168 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// RunResult is one measured run.
+type RunResult struct {
+	Name string `json:"name"`
+	// Offered is the target rate in orders per second; 0 when the load
+	// saturated the pipeline (a bounded backlog in every queue).
+	Offered   float64 `json:"offered_rate"`
+	Published int     `json:"published"`
+	Completed int     `json:"completed"`
+	// Throughput is the steady-state completion rate, orders per second
+	// through all three handlers (SteadyRate).
+	Throughput float64 `json:"throughput"`
+	// Overall is completions over the time from the first publish to the
+	// last completion.
+	Overall float64    `json:"overall_rate"`
+	Latency *Latencies `json:"latency,omitempty"`
+	DBConns ConnPeak   `json:"db_connections"`
+	Worker  *ProcUsage `json:"worker,omitempty"`
+	Errors  int        `json:"errors,omitempty"`
+	Elapsed float64    `json:"elapsed_s"`
+	Series  []Point    `json:"series,omitempty"`
+	// CPU is where the machine's CPU went during the run.
+	CPU []CPUShare  `json:"cpu,omitempty"`
+	RSS []RSSSample `json:"rss,omitempty"`
+}
+
+// RSSSample is the worker's resident memory at a time of a run.
+type RSSSample struct {
+	T   float64 `json:"t_s"`
+	RSS int64   `json:"rss_bytes"`
+}
+
+// pipelineRun is a run of the whole pipeline with a worker process.
+type pipelineRun struct {
+	name string
+	argv []string // the worker command
+	// rate is the offered load; 0 saturates the pipeline with a backlog of
+	// Config.Backlog messages per queue.
+	rate     float64
+	duration time.Duration
+	// warmup leaves the orders published in the first warmup out of the
+	// latency figures (connections opening, caches filling).
+	warmup    time.Duration
+	series    bool
+	procEvery time.Duration
+	keepRSS   bool
+}
+
+// pipeline resets the stack, starts a worker process, loads it, waits until
+// every published order went through, and measures.
+func (b *Bench) pipeline(ctx context.Context, r pipelineRun) (RunResult, error) {
+	res := RunResult{Name: r.name, Offered: r.rate}
+	if err := b.s.Reset(ctx); err != nil {
+		return res, err
+	}
+	logPath := filepath.Join(b.cfg.OutDir, "worker-"+slug(r.name)+".log")
+	w, err := StartWorker(ctx, r.argv, b.s.WorkerEnv(b.cfg.BaseEnv), logPath)
+	if err != nil {
+		return res, err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = w.Stop(30 * time.Second)
+		}
+	}()
+	conns := SampleConns(b.s.Admin, b.s.Cfg.DBName, 100*time.Millisecond)
+	procs := SampleProc(w.PID(), r.procEvery)
+	cpu := b.cpuProbe(w.PID())
+	tr := NewTracker()
+	start := time.Now()
+	lr, loadErr := b.load(ctx, r, tr)
+	waitErr := b.s.WaitProcessed(ctx, lr.Published, 90*time.Second, func() bool { return !w.Exited() })
+	res.CPU = cpu.Stop()
+	samples := procs.Stop()
+	res.DBConns = conns.Stop()
+	stopped = true
+	if err := errors.Join(waitErr, w.Stop(30*time.Second)); err != nil {
+		return res, err
+	}
+	if lr.Published == 0 {
+		return res, fmt.Errorf("bench: %s: nothing published: %w", r.name, loadErr)
+	}
+	cs, err := b.s.Completions(ctx, tr)
+	if err != nil {
+		return res, err
+	}
+	res.Published, res.Completed, res.Errors = lr.Published, len(cs), lr.Failed
+	res.Elapsed = time.Since(start).Seconds()
+	res.fill(cs, start, r)
+	u := Usage(samples)
+	res.Worker = &u
+	if r.keepRSS {
+		for _, s := range samples {
+			res.RSS = append(res.RSS, RSSSample{T: s.At.Sub(start).Seconds(), RSS: s.RSS})
+		}
+	}
+	return res, nil
+}
+
+func (b *Bench) load(ctx context.Context, r pipelineRun, tr *Tracker) (LoadResult, error) {
+	prog := NewProgress(b.cfg.Log, r.name, "orders", 0, 10*time.Second)
+	defer prog.Finish()
+	lc := LoadConfig{
+		Rate: r.rate, Duration: r.duration, Generator: b.gen, Publisher: b.s.Publisher,
+		OnPublished: tr.Record, Progress: prog,
+	}
+	if r.rate == 0 {
+		gate := NewBacklogGate(b.s.SQS, b.cfg.Backlog, b.queueURLs()...)
+		defer gate.Stop()
+		lc.Gate = gate
+	}
+	return Load(ctx, lc)
+}
+
+func (res *RunResult) fill(cs []Completion, start time.Time, r pipelineRun) {
+	done := make([]time.Time, len(cs))
+	var measured []Completion
+	for i, c := range cs {
+		done[i] = c.Done
+		if c.Published.Sub(start) >= r.warmup {
+			measured = append(measured, c)
+		}
+	}
+	res.Throughput, res.Overall = SteadyRate(done), OverallRate(cs)
+	l := LatencyOf(measured)
+	res.Latency = &l
+	if r.series {
+		res.Series = Series(cs, start, time.Second)
+	}
+}
+
+// cpuProbe starts a CPU breakdown; worker is the worker's pid, or 0 when
+// the run has none (its handlers run in the bench process).
+func (b *Bench) cpuProbe(worker int) *CPUProbe {
+	pids := StackPIDs(b.cfg.StateDir)
+	if worker > 0 {
+		pids[partWorker] = worker
+	}
+	return NewCPUProbe(b.s.Cfg.DBName, pids)
+}
+
+func (b *Bench) queueURLs() []string {
+	var urls []string
+	for _, q := range b.s.Applied.Queues {
+		urls = append(urls, q.URL)
+	}
+	return urls
+}
+
+func slug(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(s))
+}

@@ -1,0 +1,44 @@
+package bench
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestTableAndTargets(t *testing.T) {
+	r := &Result{
+		Machine:  Machine{Cores: 2, MemoryMiB: 4096, Go: "go1.26"},
+		Settings: Settings{MaxInFlight: 20, DBMaxConns: 10},
+		Max:      &RunResult{Throughput: 400, Latency: &Latencies{P50: 900, P95: 1500, P99: 2100}, DBConns: ConnPeak{Total: 10, Active: 9}, Worker: &ProcUsage{CPUCores: 0.5, PeakRSS: 40 << 20}},
+		Ceiling:  &RunResult{Throughput: 450},
+		Naive:    &RunResult{Throughput: 100},
+		Half:     &RunResult{Offered: 200, Throughput: 199, Latency: &Latencies{P50: 20, P95: 60, P99: 300}},
+		Runtime:  &RuntimeResult{Messages: 50000, RawConcurrency: 8, RawRate: 4000, ConsumerMaxInFlight: 20, ConsumerRate: 3000},
+	}
+	r.evaluate()
+	var unmet []string
+	for _, t := range r.Unmet() {
+		unmet = append(unmet, t.Name)
+	}
+	if got, want := strings.Join(unmet, ";"), "pipeline / naive;p99 at half the maximum rate (ms)"; got != want {
+		t.Errorf("unmet = %q, want %q", got, want)
+	}
+	var b strings.Builder
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	table := b.String()
+	for _, want := range []string{
+		"| pipeline, max sustained (bin/worker, saturated) | 400 | 900 ms | 1.50 s | 2.10 s | 10 (9) | 0.50 cores | 40 MiB |  |",
+		"| **pipeline / ceiling** | **0.89** |",
+		"≥ 0.8 ✅ met",
+		"| **pipeline / naive** | **4.00** | | | | | | | ≥ 5 ❌ not met |",
+		"< 250 ❌ not met",
+		"| worker.Consumer alone, no-op handler, 50000-message backlog (MaxInFlight 20) | 3000 msg/s |",
+		"2 cores, 4.0 GiB memory, go1.26",
+	} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+}

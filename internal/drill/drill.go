@@ -1,0 +1,665 @@
+// Package drill is the failover drill: it builds its own PostgreSQL primary
+// and streaming standby, PgBouncer in front of the writer and a Redis, runs
+// the worker under a steady load of published orders, and mid-run promotes
+// the standby, restarts PostgreSQL, restarts PgBouncer or stops Redis. Per
+// scenario it reports what was published, processed, lost, duplicated and
+// dead-lettered, the breaker transitions, the seconds from the database
+// being writable again to the first order committed, and the p99 latency of
+// the orders caught in the window.
+package drill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/orderpipe/orderpipe/catalog"
+	"github.com/orderpipe/orderpipe/events"
+	"github.com/orderpipe/orderpipe/internal/app"
+	"github.com/orderpipe/orderpipe/internal/mailpit"
+	"github.com/orderpipe/orderpipe/mailer"
+	"github.com/orderpipe/orderpipe/metrics"
+	"github.com/orderpipe/orderpipe/store"
+	"github.com/orderpipe/orderpipe/topology"
+	"github.com/orderpipe/orderpipe/worker"
+)
+
+// Scenarios, in the order they run.
+const (
+	Promote          = "promote"           // stop the primary, promote the standby, repoint PgBouncer
+	RestartPostgres  = "restart-postgres"  // restart the writer
+	RestartPgBouncer = "restart-pgbouncer" // restart the proxy
+	RedisOutage      = "redis-outage"      // stop Redis for RedisDown
+	LongOutage       = "long-outage"       // stop PostgreSQL for DBDown: messages must wait in the queue
+)
+
+// AllScenarios is every scenario, in order.
+var AllScenarios = []string{Promote, RestartPostgres, RestartPgBouncer, RedisOutage, LongOutage}
+
+// RecoveryTarget is the promise: orders commit again within this of the
+// database being writable again.
+const RecoveryTarget = 5 * time.Second
+
+// Config configures a drill.
+type Config struct {
+	Dir        string // state directory; wiped at start
+	BasePort   int    // primary; standby +1, PgBouncer +2, Redis +3. Defaults to 25432, below the ephemeral port range.
+	AWS        aws.Config
+	SMTPAddr   string
+	MailpitURL string
+	Scenarios  []string      // defaults to AllScenarios
+	Rate       int           // orders per second. Defaults to 40.
+	Before     time.Duration // load before the fault. Defaults to 5s.
+	After      time.Duration // load after recovery. Defaults to 10s.
+	RedisDown  time.Duration // Defaults to 20s.
+	DBDown     time.Duration // the long outage. Defaults to 45s.
+	Workers    int           // in-process workers. Defaults to 2.
+	Progress   io.Writer     // one line per step; nil for none
+}
+
+// Result is one scenario's outcome.
+type Result struct {
+	Scenario     string
+	Published    int
+	Processed    int
+	Lost         int
+	Duplicated   int
+	DeadLettered int
+	Transitions  string
+	// Recovery is from the database being writable again to the first
+	// order committed; negative when the scenario has no such moment.
+	Recovery time.Duration
+	P99      time.Duration
+}
+
+// OK reports whether the scenario kept every promise.
+func (r Result) OK() bool {
+	return r.Lost == 0 && r.Duplicated == 0 && r.DeadLettered == 0 && r.Recovery <= RecoveryTarget
+}
+
+type drill struct {
+	cfg       Config
+	runID     string
+	primary   *node
+	standby   *node
+	bouncer   *process
+	bouncerIn string
+	redis     *process
+	ports     struct{ bouncer, redis int }
+	db        *store.DB
+	top       topology.Topology
+	ap        topology.Applied
+	pub       *events.Publisher
+	sqsc      *sqs.Client
+	say       func(format string, args ...any)
+}
+
+// Run runs the drill and returns a result per scenario. An error means the
+// drill itself could not run; a broken promise is in the results.
+func Run(ctx context.Context, cfg Config) (results []Result, err error) {
+	if cfg.BasePort == 0 {
+		cfg.BasePort = 25432
+	}
+	if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
+		return nil, fmt.Errorf("drill: %w", err)
+	}
+	if len(cfg.Scenarios) == 0 {
+		cfg.Scenarios = AllScenarios
+	}
+	if cfg.Rate <= 0 {
+		cfg.Rate = 40
+	}
+	cfg.Before = cmpOr(cfg.Before, 5*time.Second)
+	cfg.After = cmpOr(cfg.After, 10*time.Second)
+	cfg.RedisDown = cmpOr(cfg.RedisDown, 20*time.Second)
+	cfg.DBDown = cmpOr(cfg.DBDown, 45*time.Second)
+	if cfg.Workers <= 0 {
+		cfg.Workers = 2
+	}
+	d := &drill{cfg: cfg, runID: strings.ReplaceAll(uuid.NewString()[:8], "-", "")}
+	d.say = func(format string, args ...any) {
+		if cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, "[drill] "+format+"\n", args...)
+		}
+	}
+	defer d.teardown()
+	if err := d.setup(ctx); err != nil {
+		return nil, err
+	}
+	stopWorkers, err := d.startWorkers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer stopWorkers()
+	for _, sc := range cfg.Scenarios {
+		r, err := d.scenario(ctx, sc)
+		if err != nil {
+			return results, fmt.Errorf("drill: scenario %s: %w", sc, err)
+		}
+		results = append(results, r)
+	}
+	return results, nil
+}
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+func (d *drill) setup(ctx context.Context) error {
+	p := d.cfg.BasePort
+	d.primary = &node{name: "primary", dir: filepath.Join(d.cfg.Dir, "pg", "primary"), port: p}
+	d.standby = &node{name: "standby", dir: filepath.Join(d.cfg.Dir, "pg", "standby"), port: p + 1}
+	d.ports.bouncer, d.ports.redis = p+2, p+3
+	for _, port := range []int{p, p + 1, p + 2, p + 3} {
+		if portOpen(port) {
+			return fmt.Errorf("drill: port %d is taken (a drill still running? `make drill` cleans up after itself)", port)
+		}
+	}
+	if err := os.RemoveAll(d.cfg.Dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(d.cfg.Dir, 0o755); err != nil {
+		return err
+	}
+	d.say("initialising PostgreSQL primary on :%d and streaming standby on :%d", p, p+1)
+	if err := initPrimary(d.primary); err != nil {
+		return err
+	}
+	if err := initStandby(d.primary, d.standby); err != nil {
+		return err
+	}
+	conn, err := pgx.Connect(ctx, d.primary.url("postgres"))
+	if err != nil {
+		return fmt.Errorf("drill: connect to primary: %w", err)
+	}
+	_, err = conn.Exec(ctx, `CREATE DATABASE orderpipe`)
+	conn.Close(ctx)
+	if err != nil {
+		return fmt.Errorf("drill: create database: %w", err)
+	}
+
+	ini, err := pgbouncerConfig(d.cfg.Dir, d.ports.bouncer, d.primary.port, 20)
+	if err != nil {
+		return err
+	}
+	d.bouncerIn = ini
+	bouncerBin := "/usr/sbin/pgbouncer"
+	if _, err := os.Stat(bouncerBin); err != nil {
+		bouncerBin = "pgbouncer"
+	}
+	d.bouncer = &process{name: "pgbouncer", args: []string{bouncerBin, ini}, log: filepath.Join(d.cfg.Dir, "pgbouncer.log")}
+	d.redis = &process{name: "redis", log: filepath.Join(d.cfg.Dir, "redis.log"), args: []string{"redis-server",
+		"--port", fmt.Sprint(d.ports.redis), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}}
+	d.say("starting PgBouncer on :%d (transaction pooling, in front of the primary) and Redis on :%d", d.ports.bouncer, d.ports.redis)
+	for _, pr := range []struct {
+		p    *process
+		port int
+	}{{d.bouncer, d.ports.bouncer}, {d.redis, d.ports.redis}} {
+		if err := pr.p.start(); err != nil {
+			return err
+		}
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := waitPort(wctx, pr.port)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%w (log: %s)", err, pr.p.log)
+		}
+	}
+
+	d.db, err = store.Open(ctx, store.Config{URL: d.dbURL(), MaxConns: 4, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return err
+	}
+	if err := d.db.Migrate(ctx, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		return err
+	}
+	var products []catalog.Product
+	for i, sku := range skus {
+		products = append(products, catalog.Product{SKU: sku, Name: "Drill item " + string(sku), Price: catalog.Cents(500 + 100*i), Stock: 1_000_000})
+	}
+	if err := d.db.Seed(ctx, products, nil); err != nil {
+		return err
+	}
+
+	d.top = topology.Default().WithPrefix("drill" + d.runID + "-")
+	d.sqsc = sqs.NewFromConfig(d.cfg.AWS)
+	snsc := sns.NewFromConfig(d.cfg.AWS)
+	if d.ap, err = topology.Apply(ctx, snsc, d.sqsc, d.top); err != nil {
+		return err
+	}
+	d.pub, err = events.NewPublisher(snsc, events.PublisherConfig{TopicARN: d.ap.TopicARN})
+	return err
+}
+
+var skus = []events.SKU{"DRILL-A", "DRILL-B", "DRILL-C", "DRILL-D"}
+
+func (d *drill) dbURL() string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/orderpipe?sslmode=disable", d.ports.bouncer)
+}
+
+func (d *drill) teardown() {
+	ctx := context.Background()
+	if d.db != nil {
+		d.db.Close()
+	}
+	if d.ap.TopicARN != "" {
+		for _, q := range d.ap.Queues {
+			_, _ = d.sqsc.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(q.URL)})
+			_, _ = d.sqsc.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(q.DLQURL)})
+		}
+		_, _ = sns.NewFromConfig(d.cfg.AWS).DeleteTopic(ctx, &sns.DeleteTopicInput{TopicArn: aws.String(d.ap.TopicARN)})
+	}
+	if d.bouncer != nil {
+		d.bouncer.stop(d.ports.bouncer)
+	}
+	if d.redis != nil {
+		d.redis.stop(d.ports.redis)
+	}
+	for _, n := range []*node{d.primary, d.standby} {
+		if n != nil && portOpen(n.port) {
+			_ = n.stop("immediate")
+		}
+	}
+}
+
+func (d *drill) startWorkers(ctx context.Context) (stop func(), err error) {
+	logFile, err := os.Create(filepath.Join(d.cfg.Dir, "worker.log"))
+	if err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewJSONHandler(logFile, nil))
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	for i := range d.cfg.Workers {
+		wg.Go(func() {
+			err := app.Run(wctx, app.Config{
+				AWS:      d.cfg.AWS,
+				Topology: d.top,
+				Store:    store.Config{URL: d.dbURL(), MaxConns: 8},
+				Redis:    store.RedisConfig{URL: fmt.Sprintf("redis://127.0.0.1:%d/0", d.ports.redis), KeyPrefix: "drill:"},
+				SMTP:     mailer.Config{Addr: d.cfg.SMTPAddr},
+				Consumer: worker.Config{WaitTime: 2 * time.Second},
+				Logger:   log.With("worker", i),
+			})
+			if err != nil {
+				log.Error("worker failed", "err", err)
+			}
+		})
+	}
+	d.say("%d workers running (log: %s)", d.cfg.Workers, logFile.Name())
+	return func() { cancel(); wg.Wait(); logFile.Close() }, nil
+}
+
+// load publishes rate orders a second until stop, tagged with the scenario.
+type load struct {
+	published atomic.Int64
+	stop      chan struct{}
+	done      chan struct{}
+	mu        sync.Mutex
+	sentAt    map[string]time.Time // order_id -> occurred_at
+}
+
+func (d *drill) startLoad(ctx context.Context, sc string) *load {
+	l := &load{stop: make(chan struct{}), done: make(chan struct{}), sentAt: map[string]time.Time{}}
+	go func() {
+		defer close(l.done)
+		tick := time.NewTicker(time.Second / 10)
+		defer tick.Stop()
+		perTick := max(d.cfg.Rate/10, 1)
+		n := 0
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			evs := make([]events.Event, perTick)
+			for i := range evs {
+				evs[i] = d.order(sc, n)
+				n++
+			}
+			sent, err := d.pub.Publish(ctx, evs)
+			l.published.Add(int64(sent))
+			l.mu.Lock()
+			for _, ev := range evs {
+				l.sentAt[ev.Order.OrderID] = ev.OccurredAt
+			}
+			l.mu.Unlock()
+			if err != nil {
+				d.say("publish: %v", err)
+			}
+		}
+	}()
+	return l
+}
+
+func (l *load) finish() int {
+	close(l.stop)
+	<-l.done
+	return int(l.published.Load())
+}
+
+func (d *drill) domain(sc string) string { return sc + "." + d.runID + ".drill.example.com" }
+
+func (d *drill) orderPrefix(sc string) string { return "drill-" + d.runID + "-" + sc + "-" }
+
+func (d *drill) order(sc string, n int) events.Event {
+	id := fmt.Sprintf("%s%d", d.orderPrefix(sc), n)
+	return events.Event{
+		EventID: events.EventID(uuid.NewString()), EventType: events.OrderPlaced, SchemaVersion: events.SchemaVersion,
+		OccurredAt: time.Now().UTC(),
+		Order: events.Order{
+			OrderID:  id,
+			Customer: events.Customer{ID: "cus-" + id, Email: fmt.Sprintf("c%d@%s", n, d.domain(sc)), Name: "Drill customer"},
+			Currency: "USD",
+			Items:    []events.Item{{SKU: skus[rand.IntN(len(skus))], Quantity: 1 + rand.IntN(3)}},
+		},
+	}
+}
+
+func (d *drill) scenario(ctx context.Context, sc string) (Result, error) {
+	r := Result{Scenario: sc, Recovery: -1}
+	before := transitions()
+	d.say("%s: load at %d orders/s for %s before the fault", sc, d.cfg.Rate, d.cfg.Before)
+	l := d.startLoad(ctx, sc)
+	time.Sleep(d.cfg.Before)
+	faultAt := time.Now()
+	writable, err := d.fault(ctx, sc)
+	if err != nil {
+		l.finish()
+		return r, err
+	}
+	time.Sleep(d.cfg.After)
+	r.Published = l.finish()
+	d.say("%s: published %d orders; waiting for the pipeline to settle", sc, r.Published)
+	if err := d.settle(ctx, sc, r.Published); err != nil {
+		d.say("%s: %v", sc, err)
+	}
+	if err := d.measure(ctx, sc, &r, l.sentAt, faultAt, writable); err != nil {
+		return r, err
+	}
+	r.Transitions = diffTransitions(before, transitions())
+	return r, nil
+}
+
+// fault breaks something and returns when the database was writable again
+// through the proxy (zero when the scenario does not touch the database).
+func (d *drill) fault(ctx context.Context, sc string) (time.Time, error) {
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	switch sc {
+	case Promote:
+		if d.standby == nil {
+			return time.Time{}, errors.New("no standby left to promote (promote runs once, first)")
+		}
+		d.say("%s: stopping the primary (immediate) and promoting the standby", sc)
+		if err := d.primary.stop("immediate"); err != nil {
+			return time.Time{}, err
+		}
+		if err := d.standby.promote(); err != nil {
+			return time.Time{}, err
+		}
+		writable, err := d.standby.writable(wctx)
+		if err != nil {
+			return time.Time{}, err
+		}
+		// The proxy follows the new writer, as RDS Proxy does on an Aurora failover.
+		if _, err := pgbouncerConfig(d.cfg.Dir, d.ports.bouncer, d.standby.port, 20); err != nil {
+			return time.Time{}, err
+		}
+		if err := d.bouncer.signal(syscall.SIGHUP); err != nil {
+			return time.Time{}, err
+		}
+		d.primary, d.standby = d.standby, nil
+		d.say("%s: standby promoted and writable; PgBouncer repointed", sc)
+		return writable, nil
+	case RestartPostgres:
+		d.say("%s: restarting PostgreSQL (fast shutdown)", sc)
+		if err := d.primary.stop("fast"); err != nil {
+			return time.Time{}, err
+		}
+		if err := d.primary.start(); err != nil {
+			return time.Time{}, err
+		}
+		return d.primary.writable(wctx)
+	case RestartPgBouncer:
+		d.say("%s: restarting PgBouncer", sc)
+		d.bouncer.stop(d.ports.bouncer)
+		if err := d.bouncer.start(); err != nil {
+			return time.Time{}, err
+		}
+		if err := waitPort(wctx, d.ports.bouncer); err != nil {
+			return time.Time{}, err
+		}
+		return time.Now(), nil
+	case LongOutage:
+		d.say("%s: stopping PostgreSQL for %s", sc, d.cfg.DBDown)
+		if err := d.primary.stop("immediate"); err != nil {
+			return time.Time{}, err
+		}
+		// While the breaker is open nothing is received: the backlog waits
+		// in the queues, where SQS does not count it towards maxReceiveCount.
+		time.Sleep(d.cfg.DBDown / 2)
+		waiting, _ := d.depth(ctx, false)
+		dead, _ := d.depth(ctx, true)
+		d.say("%s: halfway through the outage: %d messages waiting in the queues, %d in the DLQs", sc, waiting, dead)
+		time.Sleep(d.cfg.DBDown - d.cfg.DBDown/2)
+		if err := d.primary.start(); err != nil {
+			return time.Time{}, err
+		}
+		return d.primary.writable(wctx)
+	case RedisOutage:
+		d.say("%s: stopping Redis for %s", sc, d.cfg.RedisDown)
+		d.redis.stop(d.ports.redis)
+		time.Sleep(d.cfg.RedisDown)
+		if err := d.redis.start(); err != nil {
+			return time.Time{}, err
+		}
+		return time.Time{}, waitPort(wctx, d.ports.redis)
+	}
+	return time.Time{}, fmt.Errorf("unknown scenario %q (want one of %s)", sc, strings.Join(AllScenarios, ", "))
+}
+
+// settle waits until every published order went through the three
+// handlers and the queues are empty, or two minutes pass.
+func (d *drill) settle(ctx context.Context, sc string, published int) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		processed, err := d.processed(ctx, sc)
+		if err == nil && processed >= published {
+			if pending, err := d.depth(ctx, false); err == nil && pending == 0 {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not settled after 2 minutes: %d of %d processed", processed, published)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (d *drill) processed(ctx context.Context, sc string) (int, error) {
+	var n int
+	err := d.db.Pool().QueryRow(ctx, `
+		SELECT count(*) FROM (SELECT order_id FROM processed_events WHERE order_id LIKE $1
+		GROUP BY order_id HAVING count(DISTINCT handler) = 3) o`, d.orderPrefix(sc)+"%").Scan(&n)
+	return n, err
+}
+
+// depth sums the messages in the three queues (or their DLQs).
+func (d *drill) depth(ctx context.Context, dlq bool) (int, error) {
+	total := 0
+	for _, q := range d.ap.Queues {
+		u := q.URL
+		if dlq {
+			u = q.DLQURL
+		}
+		n, err := topology.Depth(ctx, d.sqsc, u)
+		if err != nil {
+			return 0, err
+		}
+		total += int(n)
+	}
+	return total, nil
+}
+
+func (d *drill) measure(ctx context.Context, sc string, r *Result, sentAt map[string]time.Time, faultAt, writable time.Time) error {
+	like := d.orderPrefix(sc) + "%"
+	var err error
+	if r.Processed, err = d.processed(ctx, sc); err != nil {
+		return err
+	}
+	r.Lost = max(r.Published-r.Processed, 0)
+	var extraMoves, extraInvoices int
+	if err := d.db.Pool().QueryRow(ctx, `
+		SELECT (SELECT count(*) - count(DISTINCT order_id) FROM stock_movements WHERE order_id LIKE $1),
+		       (SELECT count(*) - count(DISTINCT order_id) FROM invoices WHERE order_id LIKE $1)`, like).
+		Scan(&extraMoves, &extraInvoices); err != nil {
+		return fmt.Errorf("count duplicates: %w", err)
+	}
+	mails, err := mailpit.Count(ctx, d.cfg.MailpitURL, d.domain(sc))
+	if err != nil {
+		return err
+	}
+	r.Duplicated = extraMoves + extraInvoices + max(mails-r.Processed, 0)
+	if r.DeadLettered, err = d.depth(ctx, true); err != nil {
+		return err
+	}
+	if r.DeadLettered > 0 {
+		d.sayDeadLetters(ctx)
+	}
+	if !writable.IsZero() {
+		var first *time.Time
+		if err := d.db.Pool().QueryRow(ctx, `SELECT min(processed_at) FROM processed_events WHERE handler = 'billing' AND processed_at >= $1`,
+			writable).Scan(&first); err != nil {
+			return fmt.Errorf("first order after recovery: %w", err)
+		}
+		if first == nil {
+			r.Recovery = time.Hour // nothing committed since: a broken promise
+		} else {
+			r.Recovery = first.Sub(writable)
+		}
+	}
+	// p99 end-to-end latency of the orders published from 2s before the
+	// fault to 10s after the database (or Redis) was back.
+	end := writable
+	if end.IsZero() {
+		end = time.Now().Add(-d.cfg.After)
+	}
+	lat, err := d.latencies(ctx, like, sentAt, faultAt.Add(-2*time.Second), end.Add(10*time.Second))
+	if err != nil {
+		return err
+	}
+	r.P99 = percentile(lat, 0.99)
+	return nil
+}
+
+// latencies returns, for each order published in [from, to], the time from
+// its occurred_at to the last of its three handlers' commits.
+func (d *drill) latencies(ctx context.Context, like string, sentAt map[string]time.Time, from, to time.Time) ([]time.Duration, error) {
+	rows, err := d.db.Pool().Query(ctx, `
+		SELECT order_id, max(processed_at) FROM processed_events WHERE order_id LIKE $1
+		GROUP BY order_id HAVING count(DISTINCT handler) = 3`, like)
+	if err != nil {
+		return nil, fmt.Errorf("latencies: %w", err)
+	}
+	var (
+		lat   []time.Duration
+		order string
+		done  time.Time
+	)
+	_, err = pgx.ForEachRow(rows, []any{&order, &done}, func() error {
+		if at, ok := sentAt[order]; ok && !at.Before(from) && !at.After(to) {
+			lat = append(lat, done.Sub(at))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("latencies: %w", err)
+	}
+	return lat, nil
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	return ds[min(int(float64(len(ds))*p), len(ds)-1)]
+}
+
+func transitions() map[string]float64 {
+	out := map[string]float64{}
+	for _, b := range []string{"database", "smtp", "redis"} {
+		for _, to := range []string{"open", "half-open", "closed"} {
+			out[b+" "+to] = testutil.ToFloat64(metrics.BreakerTransitions.WithLabelValues(b, to))
+		}
+	}
+	return out
+}
+
+func diffTransitions(before, after map[string]float64) string {
+	var parts []string
+	for _, b := range []string{"database", "smtp", "redis"} {
+		var s []string
+		for _, to := range []string{"open", "half-open", "closed"} {
+			if n := after[b+" "+to] - before[b+" "+to]; n > 0 {
+				s = append(s, fmt.Sprintf("%s %.0f", to, n))
+			}
+		}
+		if len(s) > 0 {
+			parts = append(parts, b+": "+strings.Join(s, ", "))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// sayDeadLetters prints why messages were dead-lettered (a peek: they stay
+// invisible for a few seconds, then return to the DLQ).
+func (d *drill) sayDeadLetters(ctx context.Context) {
+	for _, q := range d.ap.Queues {
+		out, err := d.sqsc.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(q.DLQURL), MaxNumberOfMessages: 10, VisibilityTimeout: 1,
+			MessageAttributeNames: []string{"All"},
+		})
+		if err != nil {
+			continue
+		}
+		for _, m := range out.Messages {
+			reason, detail := "exceeded maxReceiveCount", ""
+			if v, ok := m.MessageAttributes[worker.AttrDLQReason]; ok {
+				reason = aws.ToString(v.StringValue)
+			}
+			if v, ok := m.MessageAttributes[worker.AttrDLQError]; ok {
+				detail = aws.ToString(v.StringValue)
+			}
+			d.say("dead letter in %s: %s %s", q.Handler, reason, detail)
+		}
+	}
+}

@@ -1,0 +1,102 @@
+package resilience
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func TestBreakerOpensOnUnavailableOnlyAndGatesUntilTheProbeSucceeds(t *testing.T) {
+	var up atomic.Bool
+	b := NewBreaker(BreakerConfig{Name: "test-db", Failures: 3, OpenFor: 50 * time.Millisecond, Logger: quiet,
+		Probe: func(context.Context) error {
+			if up.Load() {
+				return nil
+			}
+			return syscall.ECONNREFUSED
+		}})
+	defer b.Close()
+
+	// Failures that say nothing about the dependency's health do not count.
+	for range 10 {
+		_ = b.Do(func() error { return &pgconn.PgError{Code: "23505"} })
+		_ = b.Do(func() error { return &pgconn.PgError{Code: "40001"} })
+	}
+	if !b.Closed() {
+		t.Fatal("breaker opened on constraint violations and serialization failures")
+	}
+	for range 3 {
+		_ = b.Do(func() error { return &pgconn.PgError{Code: "57P01"} })
+	}
+	if b.Closed() {
+		t.Fatal("breaker still closed after 3 admin shutdowns")
+	}
+	if err := b.Do(func() error { t.Error("open breaker ran the call"); return nil }); !errors.Is(err, ErrOpen) {
+		t.Errorf("call through open breaker = %v, want ErrOpen", err)
+	}
+
+	// The gate holds while the dependency is down...
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	err := b.Wait(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait while down = %v, want it to block until the deadline", err)
+	}
+	// ...and opens soon after the probe succeeds, with no message risked.
+	up.Store(true)
+	ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := b.Wait(ctx); err != nil {
+		t.Fatalf("Wait after recovery = %v, want nil", err)
+	}
+	if !b.Closed() {
+		t.Error("gate open but breaker not closed")
+	}
+}
+
+func TestRetry(t *testing.T) {
+	blip := &pgconn.PgError{Code: "40P01"}
+	tests := []struct {
+		name      string
+		errs      []error // returned by successive calls; nil after the list
+		wantCalls int
+		wantErr   error
+	}{
+		{"success at once", nil, 1, nil},
+		{"deadlock then success", []error{blip}, 2, nil},
+		{"blips exhaust three tries", []error{blip, blip, blip, blip}, 3, blip},
+		{"permanent returns at once", []error{&pgconn.PgError{Code: "23505"}}, 1, &pgconn.PgError{Code: "23505"}},
+		{"open breaker returns at once", []error{ErrOpen}, 1, ErrOpen},
+		{"stopped decision returns unwrapped", []error{Stop(io.EOF)}, 1, io.EOF},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls, retries := 0, 0
+			err := Retry(context.Background(), RetryPolicy{Initial: time.Millisecond}, func(Failure) { retries++ }, func(context.Context) error {
+				calls++
+				if calls <= len(tt.errs) {
+					return tt.errs[calls-1]
+				}
+				return nil
+			})
+			if calls != tt.wantCalls {
+				t.Errorf("calls = %d, want %d", calls, tt.wantCalls)
+			}
+			if retries != calls-1 {
+				t.Errorf("onRetry heard %d retries for %d calls", retries, calls)
+			}
+			if tt.wantErr == nil && err != nil || tt.wantErr != nil && (err == nil || err.Error() != tt.wantErr.Error()) {
+				t.Errorf("err = %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+}

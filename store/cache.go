@@ -1,0 +1,194 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderpipe/orderpipe/catalog"
+	"github.com/orderpipe/orderpipe/events"
+	"github.com/orderpipe/orderpipe/metrics"
+)
+
+// ProductCacheTTLDefault bounds how long a product entry lives in Redis.
+const ProductCacheTTLDefault = 5 * time.Minute
+
+// ProductCache reads catalog data (SKU, name, price) cache-aside: Redis
+// first, the database on a miss, then the entry is written back with a TTL.
+// Stock is not in the entry: it changes with every order and is only ever
+// decided under its row lock in the database, so reservations never touch
+// the cache.
+//
+// Key {prefix}product:{sku} = "<version>|<json>". Every change to a product
+// (UpdateProduct) bumps its version in the database and writes the new entry;
+// a write only replaces an entry with an older version, so a slow reader
+// that loaded the old row cannot put it back over the new one. If Redis is
+// unreachable at the moment of a change, the old entry can outlive it by at
+// most the TTL.
+type ProductCache struct {
+	r   *Redis
+	db  *DB
+	ttl time.Duration
+}
+
+// NewProductCache returns the cache; ttl 0 takes the default.
+func NewProductCache(r *Redis, db *DB, ttl time.Duration) *ProductCache {
+	if ttl <= 0 {
+		ttl = ProductCacheTTLDefault
+	}
+	return &ProductCache{r: r, db: db, ttl: ttl}
+}
+
+type cachedProduct struct {
+	Name  string        `json:"name"`
+	Price catalog.Cents `json:"price_cents"`
+}
+
+// putScript sets KEYS[1] to ARGV[1] .. '|' .. ARGV[2] with TTL ARGV[3] ms,
+// unless it holds a newer version.
+var putScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local v = tonumber(string.match(cur, '^(%d+)|'))
+  if v and v > tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'PX', ARGV[3])
+return 1
+`)
+
+// Products implements the handlers' catalog readers: name and price (Stock
+// is left zero). SKUs not in the catalog are missing from the map. When
+// Redis fails, it reads the database.
+func (c *ProductCache) Products(ctx context.Context, skus []events.SKU) (map[events.SKU]catalog.Product, error) {
+	out := make(map[events.SKU]catalog.Product, len(skus))
+	keys := make([]string, len(skus))
+	for i, sku := range skus {
+		keys[i] = c.r.key("product", string(sku))
+	}
+	var vals []any
+	err := c.r.do("cache", func() (err error) {
+		vals, err = c.r.rdb.MGet(ctx, keys...).Result()
+		return err
+	})
+	if err != nil {
+		metrics.CacheRequests.WithLabelValues("error").Add(float64(len(skus)))
+		return c.db.Products(ctx, skus)
+	}
+	var missing []events.SKU
+	for i, v := range vals {
+		s, _ := v.(string)
+		p, ok := decodeCached(skus[i], s)
+		if !ok {
+			missing = append(missing, skus[i])
+			continue
+		}
+		out[skus[i]] = p
+	}
+	metrics.CacheRequests.WithLabelValues("hit").Add(float64(len(skus) - len(missing)))
+	if len(missing) == 0 {
+		return out, nil
+	}
+	metrics.CacheRequests.WithLabelValues("miss").Add(float64(len(missing)))
+	loaded, versions, err := c.db.products(ctx, missing)
+	if err != nil {
+		return nil, err
+	}
+	for sku, p := range loaded {
+		p.Stock = 0 // not catalog data: never served from here
+		out[sku] = p
+		c.put(ctx, p, versions[sku])
+	}
+	return out, nil
+}
+
+func decodeCached(sku events.SKU, s string) (catalog.Product, bool) {
+	_, body, ok := strings.Cut(s, "|")
+	if !ok {
+		return catalog.Product{}, false
+	}
+	var cp cachedProduct
+	if err := json.Unmarshal([]byte(body), &cp); err != nil {
+		return catalog.Product{}, false
+	}
+	return catalog.Product{SKU: sku, Name: cp.Name, Price: cp.Price}, true
+}
+
+// put writes p's entry unless a newer one is there. Best effort: a failure
+// only costs a later miss.
+func (c *ProductCache) put(ctx context.Context, p catalog.Product, version int64) {
+	body, err := json.Marshal(cachedProduct{Name: p.Name, Price: p.Price})
+	if err != nil {
+		return
+	}
+	_ = c.r.do("cache", func() error {
+		return putScript.Run(ctx, c.r.rdb, []string{c.r.key("product", string(p.SKU))},
+			strconv.FormatInt(version, 10), body, c.ttl.Milliseconds()).Err()
+	})
+}
+
+// ProductChange is a change to one product; nil fields stay as they are.
+type ProductChange struct {
+	Name  *string
+	Price *catalog.Cents
+	Stock *int
+}
+
+// UpdateProduct changes a product in the database and then its cache entry,
+// and returns the product as it now is.
+func (c *ProductCache) UpdateProduct(ctx context.Context, sku events.SKU, ch ProductChange) (catalog.Product, error) {
+	var (
+		p       catalog.Product
+		version int64
+	)
+	err := c.db.pool.QueryRow(ctx, `
+		UPDATE products SET name = coalesce($2, name), price_cents = coalesce($3, price_cents),
+		       stock = coalesce($4, stock), version = version + 1, updated_at = now()
+		WHERE sku = $1
+		RETURNING sku, name, price_cents, stock, version`, string(sku), ch.Name, ch.Price, ch.Stock).
+		Scan(&p.SKU, &p.Name, &p.Price, &p.Stock, &version)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return p, fmt.Errorf("update product %s: no such product", sku)
+	}
+	if err != nil {
+		return p, fmt.Errorf("update product %s: %w", sku, err)
+	}
+	c.put(ctx, p, version)
+	return p, nil
+}
+
+// Products reads catalog data from the database (no cache).
+func (db *DB) Products(ctx context.Context, skus []events.SKU) (map[events.SKU]catalog.Product, error) {
+	out, _, err := db.products(ctx, skus)
+	return out, err
+}
+
+func (db *DB) products(ctx context.Context, skus []events.SKU) (map[events.SKU]catalog.Product, map[events.SKU]int64, error) {
+	out := make(map[events.SKU]catalog.Product, len(skus))
+	versions := make(map[events.SKU]int64, len(skus))
+	err := db.guard(func() error {
+		rows, err := db.pool.Query(ctx, `SELECT sku, name, price_cents, stock, version FROM products WHERE sku = ANY($1::text[])`, skuStrings(skus))
+		if err != nil {
+			return err
+		}
+		var (
+			p catalog.Product
+			v int64
+		)
+		_, err = pgx.ForEachRow(rows, []any{&p.SKU, &p.Name, &p.Price, &p.Stock, &v}, func() error {
+			out[p.SKU], versions[p.SKU] = p, v
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("load products: %w", err)
+	}
+	return out, versions, nil
+}

@@ -1,0 +1,177 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderpipe/orderpipe/catalog"
+	"github.com/orderpipe/orderpipe/events"
+	"github.com/orderpipe/orderpipe/handlers"
+	"github.com/orderpipe/orderpipe/internal/testenv"
+	"github.com/orderpipe/orderpipe/metrics"
+	"github.com/orderpipe/orderpipe/store"
+)
+
+// openRedis returns a store.Redis on the shared Redis under a fresh prefix.
+func openRedis(t *testing.T, url string) (*store.Redis, string) {
+	t.Helper()
+	prefix := "orderpipe-test:" + uuid.NewString()[:8] + ":"
+	r, err := store.OpenRedis(store.RedisConfig{URL: url, KeyPrefix: prefix, Logger: testenv.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = r.Purge(context.Background()); r.Close() })
+	return r, prefix
+}
+
+func TestIdempotencyKeysLifecycle(t *testing.T) {
+	testenv.Open(t, "store")
+	r, _ := openRedis(t, testenv.RedisURL)
+	keys := store.NewKeys(r, 300*time.Millisecond, time.Minute)
+	ctx := context.Background()
+	id := events.EventID(uuid.NewString())
+	fpA, fpB := "aa"+fmt.Sprintf("%062d", 0), "bb"+fmt.Sprintf("%062d", 0)
+
+	step := func(fp string, want handlers.Outcome) handlers.Lease {
+		t.Helper()
+		l, err := keys.Begin(ctx, "billing", id, fp)
+		if err != nil {
+			t.Fatalf("begin: %v", err)
+		}
+		if l.Outcome != want {
+			t.Fatalf("begin(%s...) = %s, want %s", fp[:2], l.Outcome, want)
+		}
+		return l
+	}
+	first := step(fpA, handlers.Acquired)
+	if busy := step(fpA, handlers.Busy); busy.Remaining <= 0 || busy.Remaining > 300*time.Millisecond {
+		t.Errorf("busy remaining = %s, want within the 300ms lease", busy.Remaining)
+	}
+	step(fpB, handlers.Conflict)
+	if err := keys.Renew(ctx, first); err != nil {
+		t.Errorf("renew by the holder: %v", err)
+	}
+	// A stranger's token neither renews nor releases the lease.
+	stranger := first
+	stranger.Token = "someone-else"
+	if err := keys.Renew(ctx, stranger); !errors.Is(err, handlers.ErrLeaseLost) {
+		t.Errorf("renew by a stranger = %v, want ErrLeaseLost", err)
+	}
+	if err := keys.Release(ctx, stranger); err != nil {
+		t.Fatal(err)
+	}
+	step(fpA, handlers.Busy)
+	// The holder releases: the next copy acquires at once.
+	if err := keys.Release(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	second := step(fpA, handlers.Acquired)
+	// A lease nobody renews runs out: a crashed worker's copy is retried.
+	time.Sleep(400 * time.Millisecond)
+	if err := keys.Renew(ctx, second); !errors.Is(err, handlers.ErrLeaseLost) {
+		t.Errorf("renew after expiry = %v, want ErrLeaseLost", err)
+	}
+	third := step(fpA, handlers.Acquired)
+	if err := keys.Complete(ctx, third); err != nil {
+		t.Fatal(err)
+	}
+	step(fpA, handlers.Done)
+	step(fpB, handlers.Conflict)
+}
+
+func TestRedisDownFailsFastThroughTheBreaker(t *testing.T) {
+	testenv.Open(t, "store")
+	r, _ := openRedis(t, fmt.Sprintf("redis://127.0.0.1:%d/0", testenv.FreePort(t)))
+	keys := store.NewKeys(r, 0, 0)
+	var last error
+	for range 5 {
+		_, last = keys.Begin(context.Background(), "billing", events.EventID(uuid.NewString()), "00")
+		if last == nil {
+			t.Fatal("begin against a closed port succeeded")
+		}
+	}
+	if !errors.Is(last, store.ErrRedisUnavailable) {
+		t.Errorf("after 5 failures err = %v, want the open breaker's ErrRedisUnavailable", last)
+	}
+	if v := testutil.ToFloat64(metrics.BreakerState.WithLabelValues("redis")); v != 2 {
+		t.Errorf(`orderpipe_breaker_state{breaker="redis"} = %v, want 2 (open)`, v)
+	}
+}
+
+func TestProductCacheAside(t *testing.T) {
+	env := testenv.Open(t, "store")
+	ctx := context.Background()
+	r, prefix := openRedis(t, testenv.RedisURL)
+	cache := store.NewProductCache(r, env.DB, time.Minute)
+	sku := events.SKU("CACHE-" + uuid.NewString()[:8])
+	if _, err := env.DB.Pool().Exec(ctx, `INSERT INTO products (sku, name, price_cents, stock) VALUES ($1, 'Lamp', 4999, 10)`, string(sku)); err != nil {
+		t.Fatal(err)
+	}
+	count := func(result string) float64 { return testutil.ToFloat64(metrics.CacheRequests.WithLabelValues(result)) }
+	get := func() catalog.Product {
+		t.Helper()
+		ps, err := cache.Products(ctx, []events.SKU{sku, "NO-SUCH-SKU"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := ps["NO-SUCH-SKU"]; ok {
+			t.Error("an unknown SKU came back")
+		}
+		return ps[sku]
+	}
+
+	miss, hit := count("miss"), count("hit")
+	if p := get(); p.Price != 4999 || p.Name != "Lamp" {
+		t.Errorf("first read = %+v, want Lamp at 4999", p)
+	}
+	if count("miss")-miss != 2 { // the lamp and the unknown SKU
+		t.Errorf("misses = %v, want 2", count("miss")-miss)
+	}
+	// The second read is served from Redis: change the row behind the
+	// cache's back and the cached price still shows.
+	if _, err := env.DB.Pool().Exec(ctx, `UPDATE products SET price_cents = 1 WHERE sku = $1`, string(sku)); err != nil {
+		t.Fatal(err)
+	}
+	if p := get(); p.Price != 4999 {
+		t.Errorf("second read price = %d, want the cached 4999", p.Price)
+	}
+	if count("hit")-hit != 1 {
+		t.Errorf("hits = %v, want 1", count("hit")-hit)
+	}
+	// A change through UpdateProduct updates the entry at once.
+	price := catalog.Cents(3999)
+	if _, err := cache.UpdateProduct(ctx, sku, store.ProductChange{Price: &price}); err != nil {
+		t.Fatal(err)
+	}
+	if p := get(); p.Price != 3999 {
+		t.Errorf("after UpdateProduct price = %d, want 3999", p.Price)
+	}
+	// The entry expires with its TTL.
+	raw := redis.NewClient(mustParse(t, testenv.RedisURL))
+	defer raw.Close()
+	if ttl := raw.PTTL(ctx, prefix+"product:"+string(sku)).Val(); ttl <= 0 || ttl > time.Minute {
+		t.Errorf("entry TTL = %s, want within 1m", ttl)
+	}
+	// With Redis unreachable, reads fall back to the database.
+	down, _ := openRedis(t, fmt.Sprintf("redis://127.0.0.1:%d/0", testenv.FreePort(t)))
+	ps, err := store.NewProductCache(down, env.DB, 0).Products(ctx, []events.SKU{sku})
+	if err != nil || ps[sku].Price != 3999 {
+		t.Errorf("read with Redis down = %+v, %v; want 3999 from the database", ps[sku], err)
+	}
+}
+
+func mustParse(t *testing.T, url string) *redis.Options {
+	t.Helper()
+	o, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
