@@ -57,6 +57,11 @@ type Config struct {
 	// EmailClaimTTL is the lease of a notification claim. Defaults to
 	// EmailClaimTTLDefault.
 	EmailClaimTTL time.Duration
+	// OutboxTopic is the topic (its name) this process's outbox rows are
+	// for: Emit writes it on every row and RelayOutbox publishes only its
+	// rows, so pipelines sharing a database never publish each other's
+	// events. Required to emit or relay; app sets it from the topology.
+	OutboxTopic string
 	// Logger receives the database breaker's transitions and pool resets.
 	// Defaults to slog.Default().
 	Logger *slog.Logger
@@ -125,6 +130,7 @@ type DB struct {
 	lastReset atomic.Int64 // unix nanos
 
 	emailClaimTTL time.Duration
+	outboxTopic   string
 }
 
 // Database breaker settings: five unavailable failures in a row open it;
@@ -151,7 +157,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	db := &DB{pool: pool, log: log, emailClaimTTL: orDefault(cfg.EmailClaimTTL, EmailClaimTTLDefault)}
+	db := &DB{pool: pool, log: log, emailClaimTTL: orDefault(cfg.EmailClaimTTL, EmailClaimTTLDefault), outboxTopic: cfg.OutboxTopic}
 	db.breaker = resilience.NewBreaker(resilience.BreakerConfig{
 		Name: "database", Failures: DBBreakerFailures, OpenFor: DBBreakerOpenFor,
 		Probe: db.probeWritable, Logger: log,

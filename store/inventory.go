@@ -13,10 +13,15 @@ import (
 
 // InventoryTx implements inventory.Store.
 func (db *DB) InventoryTx(ctx context.Context, fn func(inventory.Tx) error) error {
-	return db.inTx(ctx, func(t *txn) error { return fn(inventoryTx{t}) })
+	return db.inTx(ctx, func(t *txn) error { return fn(inventoryTx{t, db.outboxTopic}) })
 }
 
-type inventoryTx struct{ *txn }
+// inventoryTx is the inventory handler's transaction; outboxTopic is what
+// Emit writes on its rows.
+type inventoryTx struct {
+	*txn
+	outboxTopic string
+}
 
 func (t inventoryTx) Reservation(ctx context.Context, orderID string) (inventory.Status, bool, error) {
 	var s inventory.Status

@@ -108,6 +108,6 @@ func (db *DB) States(ctx context.Context, prefix string) (OrderStates, error) {
 	if err := rows.Err(); err != nil {
 		return s, fmt.Errorf("order states: %w", err)
 	}
-	s.OutboxPending, err = db.OutboxPending(ctx)
+	s.OutboxPending, err = db.OutboxPending(ctx, prefix)
 	return s, err
 }

@@ -103,6 +103,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	scfg := cfg.Store
 	scfg.Logger = log
+	scfg.OutboxTopic = cfg.Topology.Topic
 	db, err := store.Open(ctx, scfg)
 	if err != nil {
 		return err

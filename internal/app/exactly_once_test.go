@@ -118,7 +118,8 @@ func TestNoOversellUnderConcurrency(t *testing.T) {
 		catalog.Product{SKU: "WARM", Name: "Warm item", Price: 100, Stock: 40},
 		catalog.Product{SKU: "COLD", Name: "Cold item", Price: 100, Stock: 1000},
 	)
-	h := inventory.New(s.env.DB, s.env.DB)
+	db := s.outboxStore(t)
+	h := inventory.New(db, db)
 	skus := []string{"HOT", "WARM", "COLD"}
 	runConcurrently(t, 80, func(i int) error {
 		rng := rand.New(rand.NewPCG(uint64(i), 7))
@@ -142,6 +143,11 @@ func TestNoOversellUnderConcurrency(t *testing.T) {
 	rejected := s.queryInt(t, `SELECT count(*) FROM reservations WHERE order_id LIKE $1 AND status = 'rejected'`, s.prefix+"%")
 	if reserved+rejected != 80 || rejected == 0 {
 		t.Errorf("reserved %d + rejected %d, want 80 with some rejected", reserved, rejected)
+	}
+	// Each rejection is cancelled through the outbox, for this test's topic
+	// only: another pipeline's relay on the same database must not take it.
+	if n := s.queryInt(t, `SELECT count(*) FROM outbox WHERE topic = $1 AND order_id LIKE $2 AND event_type = 'order.cancelled'`, s.top.Topic, s.prefix+"%"); n != rejected {
+		t.Errorf("%d cancellations in this topic's outbox, want one per rejected order (%d)", n, rejected)
 	}
 	// All or nothing: a reserved order has one movement per SKU, a rejected none.
 	if n := s.queryInt(t, `SELECT count(*) FROM reservations r WHERE order_id LIKE $1 AND

@@ -69,6 +69,18 @@ func (s *stack) startWorker(t *testing.T, opts ...func(*app.Config)) {
 	})
 }
 
+// outboxStore opens a store whose outbox rows are for this test's topic,
+// for tests that call a handler directly.
+func (s *stack) outboxStore(t *testing.T) *store.DB {
+	t.Helper()
+	db, err := store.Open(context.Background(), store.Config{URL: s.env.DBURL, MaxConns: 8, OutboxTopic: s.top.Topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return db
+}
+
 // sku names a product of this test's own catalog.
 func (s *stack) sku(name string) events.SKU { return events.SKU(s.prefix + name) }
 

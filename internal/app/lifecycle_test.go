@@ -3,6 +3,7 @@ package app_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -97,6 +98,37 @@ func (s *stack) startProcess(t *testing.T, name string, extra ...string) *proc {
 		}
 	})
 	return p
+}
+
+// startWithMetrics starts a worker process serving /metrics on a port of
+// its own choosing (127.0.0.1:0) and returns the address it bound, read
+// from its log. A port picked free beforehand could be taken by another
+// process's connection before the worker binds it.
+func (s *stack) startWithMetrics(t *testing.T, name string, extra ...string) (*proc, string) {
+	t.Helper()
+	p := s.startProcess(t, name, append([]string{"METRICS_ADDR=127.0.0.1:0"}, extra...)...)
+	var addr string
+	testenv.Eventually(t, 30*time.Second, func() error {
+		b, err := os.ReadFile(p.log)
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			var rec struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving /metrics, /healthz and /readyz" && rec.Addr != "" {
+				addr = rec.Addr
+				return nil
+			}
+		}
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("%s exited before serving /metrics: %v\n%s", name, err, b)
+		default:
+		}
+		return errors.New(name + " has not logged its /metrics address yet")
+	})
+	return p, addr
 }
 
 // warnings returns a log's warning and error lines, counted by message.
@@ -236,8 +268,8 @@ func TestSIGKILLOfOneOfThreeWorkers(t *testing.T) {
 	var ps []*proc
 	var survivors []string
 	for i := range 3 {
-		addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-		ps = append(ps, s.startProcess(t, fmt.Sprintf("worker-%d", i), "METRICS_ADDR="+addr))
+		p, addr := s.startWithMetrics(t, fmt.Sprintf("worker-%d", i))
+		ps = append(ps, p)
 		if i > 0 {
 			survivors = append(survivors, addr)
 		}
@@ -271,8 +303,7 @@ func TestMetricsCountWhatWasPublished(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
 	s.addProducts(t, catalog.Product{SKU: "TEE", Name: "T-shirt", Price: 2500, Stock: 1000})
-	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	s.startProcess(t, "worker", "METRICS_ADDR="+addr)
+	_, addr := s.startWithMetrics(t, "worker")
 	s.publishOrders(t, 20, "m")
 	poison := []events.RawMessage{
 		{Body: `{"truncated":`, EventType: string(events.OrderPlaced), SchemaVersion: 1},

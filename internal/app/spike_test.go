@@ -56,8 +56,8 @@ func spike(t *testing.T, sc spikeCase) {
 	var ps []*proc
 	var addrs []string
 	for i := range 3 {
-		addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-		ps = append(ps, s.startProcess(t, fmt.Sprintf("worker-%d", i), "METRICS_ADDR="+addr))
+		p, addr := s.startWithMetrics(t, fmt.Sprintf("worker-%d", i))
+		ps = append(ps, p)
 		addrs = append(addrs, addr)
 	}
 	evs := make([]events.Event, orders)
@@ -77,8 +77,7 @@ func spike(t *testing.T, sc spikeCase) {
 		_ = ps[0].cmd.Process.Kill()
 		_ = ps[1].cmd.Process.Signal(syscall.SIGTERM) // and its relay with it
 		t.Logf("worker-0 killed, worker-1 stopped at %d invoices", s.billed(t))
-		addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-		s.startProcess(t, "worker-3", "METRICS_ADDR="+addr)
+		_, addr := s.startWithMetrics(t, "worker-3")
 		addrs = append(addrs[2:], addr) // the survivors
 	}
 	// An email the killed worker had sent and not yet recorded (one round

@@ -1,0 +1,92 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/orderpipe/orderpipe/events"
+	"github.com/orderpipe/orderpipe/handlers/inventory"
+	"github.com/orderpipe/orderpipe/internal/testenv"
+	"github.com/orderpipe/orderpipe/store"
+)
+
+// TestOutboxIsPerTopic: two pipelines share one database; each relay takes
+// only the events emitted for its own topic, in the order they were
+// written, and a store opened without a topic refuses to emit or relay
+// instead of writing rows no relay would ever publish.
+func TestOutboxIsPerTopic(t *testing.T) {
+	env := testenv.Open(t, "store")
+	ctx := context.Background()
+	prefix := testenv.Prefix()
+	open := func(topic string) *store.DB {
+		db, err := store.Open(ctx, store.Config{URL: env.DBURL, MaxConns: 2, OutboxTopic: topic})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(db.Close)
+		return db
+	}
+	a, b := open(prefix+"orders-a"), open(prefix+"orders-b")
+	emit := func(db *store.DB, order string) events.EventID {
+		ev := events.Event{EventID: events.EventID(uuid.NewString()), EventType: events.OrderCancelled, SchemaVersion: 1,
+			OccurredAt: time.Now().UTC(), Order: events.Order{OrderID: prefix + order,
+				Customer: events.Customer{ID: "c", Email: "c@example.com", Name: "C"}, Currency: "USD",
+				Items: []events.Item{{SKU: "X", Quantity: 1}}}}
+		if err := db.InventoryTx(ctx, func(tx inventory.Tx) error { return tx.Emit(ctx, ev) }); err != nil {
+			t.Fatalf("emit %s: %v", order, err)
+		}
+		return ev.EventID
+	}
+	wantA := []events.EventID{emit(a, "a1"), emit(a, "a2")}
+	wantB := []events.EventID{emit(b, "b1")}
+	wantA = append(wantA, emit(a, "a3"))
+
+	relay := func(db *store.DB) []events.EventID {
+		var got []events.EventID
+		for {
+			n, err := db.RelayOutbox(ctx, 2, func(msgs []store.OutboxMessage) error {
+				for _, m := range msgs {
+					got = append(got, events.EventID(m.EventID))
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("relay: %v", err)
+			}
+			if n == 0 {
+				return got
+			}
+		}
+	}
+	if pending, err := a.OutboxPending(ctx, prefix); err != nil || pending != 3+1 {
+		t.Fatalf("pending before relaying = %d, %v; want 4", pending, err)
+	}
+	if got := relay(a); !slices.Equal(got, wantA) {
+		t.Errorf("relay of topic a published %v, want %v", got, wantA)
+	}
+	if pending, err := a.OutboxPending(ctx, prefix); err != nil || pending != 1 {
+		t.Errorf("pending after relaying a = %d, %v; want 1 (b's)", pending, err)
+	}
+	if got := relay(b); !slices.Equal(got, wantB) {
+		t.Errorf("relay of topic b published %v, want %v", got, wantB)
+	}
+	if got := relay(a); len(got) != 0 {
+		t.Errorf("second relay of a published %v again", got)
+	}
+
+	none := open("")
+	err := none.InventoryTx(ctx, func(tx inventory.Tx) error {
+		return tx.Emit(ctx, events.Event{EventID: events.EventID(uuid.NewString()), Order: events.Order{OrderID: prefix + "x"}})
+	})
+	if !errors.Is(err, store.ErrNoOutboxTopic) {
+		t.Errorf("emit without a topic: %v, want ErrNoOutboxTopic", err)
+	}
+	if _, err := none.RelayOutbox(ctx, 10, func([]store.OutboxMessage) error { return nil }); !errors.Is(err, store.ErrNoOutboxTopic) {
+		t.Errorf("relay without a topic: %v, want ErrNoOutboxTopic", err)
+	}
+}
