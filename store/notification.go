@@ -28,16 +28,16 @@ const EmailClaimTTLDefault = 2 * time.Minute
 func (db *DB) ClaimNotification(ctx context.Context, ev events.Event, kind, recipient, messageID, token string) (notification.Claim, error) {
 	var claim notification.Claim
 	err := db.guard(func() (err error) {
-		claim, err = db.claimNotification(ctx, ev, kind, recipient, messageID, token)
+		claim, err = db.claimNotification(ctx, db.pool, ev, kind, recipient, messageID, token)
 		return err
 	})
 	return claim, err
 }
 
-func (db *DB) claimNotification(ctx context.Context, ev events.Event, kind, recipient, messageID, token string) (notification.Claim, error) {
+func (db *DB) claimNotification(ctx context.Context, q querier, ev events.Event, kind, recipient, messageID, token string) (notification.Claim, error) {
 	fp := events.Fingerprint(ev)
 	lease := db.emailClaimTTL.String()
-	tag, err := db.pool.Exec(ctx, `
+	tag, err := q.Exec(ctx, `
 		INSERT INTO notifications (event_id, order_id, kind, recipient, message_id, status, lease_until, fingerprint, claim_token)
 		VALUES ($1::uuid, $2, $3, $4, $5, 'sending', now() + $6::interval, $7, $8)
 		ON CONFLICT DO NOTHING`,
@@ -49,7 +49,7 @@ func (db *DB) claimNotification(ctx context.Context, ev events.Event, kind, reci
 		return notification.Claimed, nil
 	}
 	var previous string
-	err = db.pool.QueryRow(ctx, `
+	err = q.QueryRow(ctx, `
 		WITH old AS (SELECT status, lease_until FROM notifications WHERE event_id = $1::uuid FOR UPDATE)
 		UPDATE notifications n
 		SET status = 'sending', attempts = n.attempts + 1, lease_until = now() + $2::interval, claim_token = $4
@@ -70,14 +70,14 @@ func (db *DB) claimNotification(ctx context.Context, ev events.Event, kind, reci
 		known          []byte
 		remainingMS    int64
 	)
-	err = db.pool.QueryRow(ctx, `
+	err = q.QueryRow(ctx, `
 		SELECT status, fingerprint, coalesce(claim_token, ''), coalesce((extract(epoch FROM lease_until - now()) * 1000)::bigint, 0)
 		FROM notifications WHERE event_id = $1::uuid`, string(ev.EventID)).Scan(&status, &known, &holder, &remainingMS)
 	if errors.Is(err, pgx.ErrNoRows) && ev.EventType == events.OrderCancelled {
 		// Not this event's row, yet the insert found a conflict: the order's
 		// other cancellation (out of stock, and by the customer) has the
 		// one cancellation email. Record this event as handled, send nothing.
-		if err := db.exec(ctx, `
+		if _, err := q.Exec(ctx, `
 			INSERT INTO processed_events (handler, event_id, event_type, order_id, fingerprint)
 			VALUES ($1, $2::uuid, $3, $4, $5) ON CONFLICT DO NOTHING`,
 			notification.Name, string(ev.EventID), string(ev.EventType), ev.Order.OrderID, fp[:]); err != nil {
@@ -127,7 +127,7 @@ func (db *DB) ReserveRecorder(ctx context.Context) (notification.Recorder, error
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reserve a connection for the email record: %w", err)
+		return nil, fmt.Errorf("reserve a connection for the email: %w", err)
 	}
 	return &recorder{db: db, conn: conn}, nil
 }
@@ -135,6 +135,18 @@ func (db *DB) ReserveRecorder(ctx context.Context) (notification.Recorder, error
 type recorder struct {
 	db   *DB
 	conn *pgxpool.Conn // nil once released
+}
+
+func (r *recorder) ClaimNotification(ctx context.Context, ev events.Event, kind, recipient, messageID, token string) (notification.Claim, error) {
+	if r.conn == nil {
+		return r.db.ClaimNotification(ctx, ev, kind, recipient, messageID, token)
+	}
+	var claim notification.Claim
+	err := r.db.guard(func() (err error) {
+		claim, err = r.db.claimNotification(ctx, r.conn, ev, kind, recipient, messageID, token)
+		return err
+	})
+	return claim, err
 }
 
 func (r *recorder) CompleteNotification(ctx context.Context, ev events.Event) error {
@@ -152,11 +164,13 @@ func (r *recorder) Release() {
 	}
 }
 
-type execer interface {
+// querier is a pool or one connection held from it.
+type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-func (db *DB) completeNotification(ctx context.Context, q execer, ev events.Event) error {
+func (db *DB) completeNotification(ctx context.Context, q querier, ev events.Event) error {
 	fp := events.Fingerprint(ev)
 	err := db.guard(func() error {
 		_, err := q.Exec(ctx, `

@@ -69,6 +69,21 @@ const (
 
 // Store is what notification needs from the database.
 type Store interface {
+	// AbandonNotification marks a claim failed when its email was not sent
+	// (the server refused it), so the retry need not wait out the claim.
+	AbandonNotification(ctx context.Context, ev events.Event) error
+	// CompleteNotification records the email as sent, with the ledger marker.
+	CompleteNotification(ctx context.Context, ev events.Event) error
+	// ReserveRecorder sets aside a database connection for one email's claim
+	// and record. Taken before the claim, so a claim is never left behind
+	// by a pool that could not give the record its connection; and the
+	// moment between the SMTP server's acceptance and the record is one
+	// round trip, never a wait for a busy pool.
+	ReserveRecorder(ctx context.Context) (Recorder, error)
+}
+
+// Recorder claims and records one email on a connection held for it.
+type Recorder interface {
 	// ClaimNotification claims ev's email for this worker. It returns a
 	// *ClaimedError while another worker's claim is live, and an error
 	// wrapping events.ErrConflict if ev's event_id is known with another
@@ -77,20 +92,8 @@ type Store interface {
 	// commit whose acknowledgement a failover swallowed) is this delivery's
 	// own and is returned as Claimed.
 	ClaimNotification(ctx context.Context, ev events.Event, kind, recipient, messageID, token string) (Claim, error)
-	// AbandonNotification marks a claim failed after the server refused the
-	// email, so the retry need not wait out the claim.
-	AbandonNotification(ctx context.Context, ev events.Event) error
-	// CompleteNotification records the email as sent, with the ledger marker.
 	CompleteNotification(ctx context.Context, ev events.Event) error
-	// ReserveRecorder sets aside a database connection for the record, so
-	// that the moment between the SMTP server's acceptance and the record
-	// is one round trip, never a wait for a busy pool.
-	ReserveRecorder(ctx context.Context) (Recorder, error)
-}
-
-// Recorder records one accepted email on a connection held for it.
-type Recorder interface {
-	CompleteNotification(ctx context.Context, ev events.Event) error
+	// Release gives the connection back; safe to call more than once.
 	Release()
 }
 
@@ -178,7 +181,13 @@ func (h *Handler) handle(ctx context.Context, ev events.Event) error {
 	if err != nil {
 		return err
 	}
-	claim, err := h.store.ClaimNotification(ctx, ev, string(ev.EventType), msg.To, msg.MessageID, claimToken(ctx))
+	// The connection comes first: failing to get it leaves nothing behind.
+	rec, err := h.store.ReserveRecorder(ctx)
+	if err != nil {
+		return err
+	}
+	defer rec.Release()
+	claim, err := rec.ClaimNotification(ctx, ev, string(ev.EventType), msg.To, msg.MessageID, claimToken(ctx))
 	var claimed *ClaimedError
 	if errors.As(err, &claimed) {
 		return worker.RetryAfter(worker.WaitForHolder(ctx, claimed.Remaining+time.Second, maxClaimWait), err)
@@ -190,14 +199,6 @@ func (h *Handler) handle(ctx context.Context, ev events.Event) error {
 		metrics.EmailDuplicateRisk.WithLabelValues("takeover").Inc()
 		h.log.Warn("sending an email whose earlier claim ran out unrecorded; it may arrive twice (same Message-ID)",
 			"event_id", ev.EventID, "message_id", msg.MessageID)
-	}
-	rec, err := h.store.ReserveRecorder(ctx)
-	if err != nil {
-		// Nothing was sent: give the claim back for the retry.
-		if aerr := h.store.AbandonNotification(context.WithoutCancel(ctx), ev); aerr != nil {
-			err = errors.Join(err, aerr)
-		}
-		return err
 	}
 	err = h.sender.Send(ctx, msg, func() error {
 		metrics.EmailsSent.WithLabelValues(string(ev.EventType)).Inc()
@@ -217,7 +218,8 @@ func (h *Handler) handle(ctx context.Context, ev events.Event) error {
 		// runs out; a later copy takes over then.
 		return err
 	}
-	if aerr := h.store.AbandonNotification(context.WithoutCancel(ctx), ev); aerr != nil {
+	// Not sent: give the claim back.
+	if aerr := h.abandon(ctx, ev); aerr != nil {
 		err = errors.Join(err, aerr)
 	}
 	return err
@@ -244,6 +246,11 @@ var errUnrecorded = errors.New("email accepted by the SMTP server but not record
 // (store.EmailClaimTTLDefault).
 const RecordForDefault = 90 * time.Second
 
+// AbandonForDefault bounds the retries of giving back the claim of an
+// email that was not sent. Past it (a database down for longer) the claim
+// runs out on its own after EMAIL_CLAIM_TTL and the retry waits for that.
+const AbandonForDefault = 10 * time.Second
+
 // record records an accepted email, retrying with backoff for up to
 // Config.RecordFor, even if ctx is cancelled meanwhile (the email is out either
 // way): only a database down for longer opens the duplicate window.
@@ -256,14 +263,32 @@ func (h *Handler) record(ctx context.Context, rec Recorder, ev events.Event) err
 	// The held connection failed (a failover, say): give it back and retry
 	// through the pool.
 	rec.Release()
+	if err := retry(ctx, func() error { return h.store.CompleteNotification(ctx, ev) }); err != nil {
+		return fmt.Errorf("%w: %w", errUnrecorded, err)
+	}
+	return nil
+}
+
+// abandon gives back the claim of an email that was not sent, retrying
+// through a database blip for up to AbandonForDefault, so the message's
+// retry finds the claim free instead of waiting out EMAIL_CLAIM_TTL.
+func (h *Handler) abandon(ctx context.Context, ev events.Event) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), AbandonForDefault)
+	defer cancel()
+	return retry(ctx, func() error { return h.store.AbandonNotification(ctx, ev) })
+}
+
+// retry runs fn until it succeeds or ctx ends, backing off from 100 ms to
+// 2 s; it returns fn's last error.
+func retry(ctx context.Context, fn func() error) error {
 	wait := 100 * time.Millisecond
 	for {
-		err := h.store.CompleteNotification(ctx, ev)
+		err := fn()
 		if err == nil {
 			return nil
 		}
 		if !sleep(ctx, wait) {
-			return fmt.Errorf("%w: %w", errUnrecorded, err)
+			return err
 		}
 		wait = min(2*wait, 2*time.Second)
 	}
