@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -82,29 +83,46 @@ func mustJSON(t *testing.T, ev events.Event) string {
 }
 
 // drainReasons receives n messages from a DLQ and returns their dead-letter
-// reasons, sorted.
+// reasons, sorted, and deletes them. It receives with a visibility timeout of 1 s (0 would mean
+// the queue's default to the SDK) and counts each message once by its id, so
+// a receive whose response is lost hides messages for a second, not for the
+// queue's 30 s.
 func drainReasons(t *testing.T, sqsc *sqs.Client, url string, n int) []string {
 	t.Helper()
-	var reasons []string
-	testenv.Eventually(t, 20*time.Second, func() error {
-		out, err := sqsc.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{
-			QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+	ctx := context.Background()
+	seen := map[string]string{} // message id → reason
+	testenv.Eventually(t, 30*time.Second, func() error {
+		out, err := sqsc.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 1,
 			MessageAttributeNames: []string{"All"},
 		})
 		if err != nil {
 			return err
 		}
 		for _, m := range out.Messages {
-			reasons = append(reasons, attr(m, worker.AttrDLQReason))
-			_, _ = sqsc.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle})
+			seen[aws.ToString(m.MessageId)] = attr(m, worker.AttrDLQReason)
+			_, _ = sqsc.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle})
 		}
-		if len(reasons) < n {
-			return fmt.Errorf("%d of %d dead letters so far: %v", len(reasons), n, reasons)
+		if len(seen) < n {
+			return fmt.Errorf("%d of %d dead letters so far: %v; %s", len(seen), n, slices.Sorted(maps.Values(seen)), queueDepth(ctx, sqsc, url))
 		}
 		return nil
 	})
-	slices.Sort(reasons)
-	return reasons
+	return slices.Sorted(maps.Values(seen))
+}
+
+// queueDepth describes a queue's approximate depth, for failure messages.
+func queueDepth(ctx context.Context, sqsc *sqs.Client, url string) string {
+	out, err := sqsc.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl:       aws.String(url),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages, sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible},
+	})
+	if err != nil {
+		return fmt.Sprintf("queue depth unknown: %v", err)
+	}
+	return fmt.Sprintf("queue holds %s visible, %s in flight",
+		out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)],
+		out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible)])
 }
 
 func attr(m sqstypes.Message, name string) string {

@@ -1,10 +1,14 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,6 +59,12 @@ func (s *stack) startWorker(t *testing.T, opts ...func(*app.Config)) {
 		Consumer: worker.Config{WaitTime: time.Second, RetryPolicy: worker.ExponentialRetry{Base: time.Second, Max: 2 * time.Second}},
 		Logger:   testenv.Logger(),
 	}
+	// Unless ORDERPIPE_TEST_LOG asks for every line, keep the worker's
+	// warnings and errors for the report of a failed test.
+	var logged lockedBuffer
+	if os.Getenv("ORDERPIPE_TEST_LOG") != "1" {
+		cfg.Logger = slog.New(slog.NewJSONHandler(&logged, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -66,7 +76,41 @@ func (s *stack) startWorker(t *testing.T, opts ...func(*app.Config)) {
 		if err := <-done; err != nil {
 			t.Errorf("worker: %v", err)
 		}
+		if t.Failed() {
+			b := logged.bytes()
+			t.Logf("worker log, warnings and errors by message:\n%s\nthe last of them:\n%s", warnings(b), lastLines(b, 15))
+		}
 	})
+}
+
+// lockedBuffer is an in-process worker's log, written from many goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedBuffer) bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.buf.Bytes())
+}
+
+// lastLines returns the last n lines of log, each cut to 500 bytes.
+func lastLines(log []byte, n int) string {
+	lines := strings.Split(strings.TrimSpace(string(log)), "\n")
+	lines = lines[max(len(lines)-n, 0):]
+	for i, l := range lines {
+		if len(l) > 500 {
+			lines[i] = l[:500] + "…"
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // outboxStore opens a store whose outbox rows are for this test's topic,
