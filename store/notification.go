@@ -22,18 +22,6 @@ import (
 // still tries to record; app derives RecordFor from it.
 const EmailClaimTTLDefault = 2 * time.Minute
 
-// ClaimNotification implements notification.Store, in one round trip when
-// the email is new: insert the claim; failing that, take over a failed send
-// or a claim that ran out; failing that, say why not.
-func (db *DB) ClaimNotification(ctx context.Context, ev events.Event, kind, recipient, messageID, token string) (notification.Claim, error) {
-	var claim notification.Claim
-	err := db.guard(func() (err error) {
-		claim, err = db.claimNotification(ctx, db.pool, ev, kind, recipient, messageID, token)
-		return err
-	})
-	return claim, err
-}
-
 func (db *DB) claimNotification(ctx context.Context, q querier, ev events.Event, kind, recipient, messageID, token string) (notification.Claim, error) {
 	fp := events.Fingerprint(ev)
 	lease := db.emailClaimTTL.String()
@@ -137,10 +125,11 @@ type recorder struct {
 	conn *pgxpool.Conn // nil once released
 }
 
+// ClaimNotification implements notification.Recorder, in one round trip
+// when the email is new: insert the claim; failing that, take over a failed
+// send or a claim that ran out; failing that, say why not. It runs on the
+// held connection, so it must come before Release.
 func (r *recorder) ClaimNotification(ctx context.Context, ev events.Event, kind, recipient, messageID, token string) (notification.Claim, error) {
-	if r.conn == nil {
-		return r.db.ClaimNotification(ctx, ev, kind, recipient, messageID, token)
-	}
 	var claim notification.Claim
 	err := r.db.guard(func() (err error) {
 		claim, err = r.db.claimNotification(ctx, r.conn, ev, kind, recipient, messageID, token)

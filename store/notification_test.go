@@ -25,7 +25,12 @@ func TestNotificationClaims(t *testing.T) {
 			Customer: events.Customer{ID: "c", Email: "c@example.com", Name: "C"}, Currency: "USD",
 			Items: []events.Item{{SKU: "X", Quantity: 1}}}}
 	claim := func(e events.Event, token string) (notification.Claim, error) {
-		return env.DB.ClaimNotification(ctx, e, "order.placed", "c@example.com", "mid", token)
+		rec, err := env.DB.ReserveRecorder(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rec.Release()
+		return rec.ClaimNotification(ctx, e, "order.placed", "c@example.com", "mid", token)
 	}
 	expect := func(step string, got notification.Claim, err error, want notification.Claim, wantErr func(error) bool) {
 		t.Helper()

@@ -82,11 +82,11 @@ func mustJSON(t *testing.T, ev events.Event) string {
 	return string(b)
 }
 
-// drainReasons receives n messages from a DLQ and returns their dead-letter
-// reasons, sorted, and deletes them. It receives with a visibility timeout of 1 s (0 would mean
-// the queue's default to the SDK) and counts each message once by its id, so
-// a receive whose response is lost hides messages for a second, not for the
-// queue's 30 s.
+// drainReasons receives n messages from a DLQ, deletes them and returns
+// their dead-letter reasons, sorted. It receives with a visibility timeout
+// of 1 s (the SDK sends no 0, so 0 would mean the queue's 30 s) and counts
+// each message once by its id, so a receive whose response is lost hides
+// messages for a second only.
 func drainReasons(t *testing.T, sqsc *sqs.Client, url string, n int) []string {
 	t.Helper()
 	ctx := context.Background()
