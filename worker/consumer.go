@@ -53,6 +53,13 @@ type Config struct {
 	// receives nothing, so messages wait in the queue instead of burning
 	// receives on their way to the DLQ.
 	Gate Gate
+	// DeadLetterKeepAttributes names the incoming message attributes a
+	// dead-lettered copy keeps first, in this order, when the message has
+	// more than fit beside the runtime's orderpipe_dlq_* ones (SQS allows
+	// ten); the others are kept by name, and the rest folded into
+	// AttrDLQDroppedAttributes. The product lists what it relies on
+	// (event_type, schema_version, traceparent). Defaults to none.
+	DeadLetterKeepAttributes []string
 	// Logger receives the runtime's logs. Defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -71,15 +78,6 @@ const (
 	HandlerTimeoutDefault    = 2 * time.Minute
 	ShutdownTimeoutDefault   = 25 * time.Second
 	maxReceiveBatch          = 10 // the SQS limit
-)
-
-// Attributes the runtime sets on a dead-lettered message.
-const (
-	AttrDLQReason       = "orderpipe_dlq_reason"
-	AttrDLQError        = "orderpipe_dlq_error"
-	AttrDLQSourceQueue  = "orderpipe_dlq_source_queue"
-	AttrDLQReceiveCount = "orderpipe_dlq_receive_count"
-	maxErrorAttrLen     = 1024
 )
 
 func (c *Config) setDefaults() {
@@ -115,6 +113,8 @@ func (c *Config) Validate() error {
 		return errors.New("worker: Config.QueueURL is required")
 	case c.DLQURL == "":
 		return errors.New("worker: Config.DLQURL is required")
+	case c.WaitTime < time.Second:
+		return errors.New("worker: Config.WaitTime must be at least 1s (SQS counts whole seconds; shorter is a busy loop)")
 	case c.WaitTime > 20*time.Second:
 		return errors.New("worker: Config.WaitTime must be at most 20s (the SQS limit)")
 	case c.VisibilityTimeout < 2*time.Second:
@@ -166,8 +166,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 	case <-done:
 	case <-time.After(c.cfg.ShutdownTimeout):
 		c.log.Warn("shutdown timeout: cancelling in-flight handlers; their messages will be redelivered")
-		hardStop(errors.New("worker: shutdown timeout"))
-		<-done
+		hardStop(ErrShutdownTimeout)
+		select {
+		case <-done:
+		case <-time.After(abandonAfter):
+			// A handler that ignores its context must not hold the
+			// process: its message is not deleted and comes back.
+			c.log.Error("in-flight handlers ignored their cancellation; stopping without them", "waited", abandonAfter.String())
+		}
 	}
 	c.deleter.close()
 	return nil
@@ -221,6 +227,10 @@ func (c *Consumer) receiveLoop(ctx, hardCtx context.Context, slots chan struct{}
 		}
 	}
 }
+
+// abandonAfter is how long Run waits, after cancelling the handlers at the
+// shutdown timeout, for them to return before it returns without them.
+const abandonAfter = 5 * time.Second
 
 // receiveGrace is how long a receive in progress may still take after
 // shutdown began.
@@ -318,6 +328,10 @@ func fromSQS(m sqstypes.Message) *Message {
 		Body:       []byte(aws.ToString(m.Body)),
 		Attributes: make(map[string]string, len(m.MessageAttributes)),
 		receipt:    aws.ToString(m.ReceiptHandle),
+		sqsAttrs:   m.MessageAttributes,
+	}
+	if msg.sqsAttrs == nil {
+		msg.sqsAttrs = map[string]sqstypes.MessageAttributeValue{}
 	}
 	for k, v := range m.MessageAttributes {
 		if v.StringValue != nil {
@@ -331,10 +345,23 @@ func fromSQS(m sqstypes.Message) *Message {
 	return msg
 }
 
+// Causes of a handler context's cancellation, for context.Cause: the handler
+// ran out of Config.HandlerTimeout (its message is retried), or shutdown ran
+// out of Config.ShutdownTimeout (its message is left to be redelivered, not
+// counted as a failure).
+var (
+	ErrHandlerTimeout  = errors.New("worker: handler timeout")
+	ErrShutdownTimeout = errors.New("worker: shutdown timeout")
+)
+
+// settleTimeout bounds each call that settles a message after its handler
+// returned (the DLQ copy, the retry's visibility change).
+const settleTimeout = 10 * time.Second
+
 // process runs the handler and settles the message: delete, dead-letter, or
 // schedule a retry.
 func (c *Consumer) process(ctx context.Context, m *Message) {
-	hctx, cancel := context.WithTimeoutCause(context.WithValue(ctx, messageKey{}, m), c.cfg.HandlerTimeout, errors.New("worker: handler timeout"))
+	hctx, cancel := context.WithTimeoutCause(context.WithValue(ctx, messageKey{}, m), c.cfg.HandlerTimeout, ErrHandlerTimeout)
 	defer cancel()
 	start := time.Now()
 	inFlight := metrics.InFlight.WithLabelValues(c.cfg.Name)
@@ -345,21 +372,24 @@ func (c *Consumer) process(ctx context.Context, m *Message) {
 	stopHeartbeat()
 
 	log := m.logger(c.log)
+	sctx, cancelSettle := context.WithTimeout(ctx, settleTimeout)
+	defer cancelSettle()
 	outcome := "retry"
 	switch reason, permanent := PermanentReason(err); {
 	case err == nil:
 		outcome = "ok"
 		metrics.MessagesProcessed.WithLabelValues(c.cfg.Name).Inc()
 		c.deleter.add(m.receipt)
+	case errors.Is(context.Cause(ctx), ErrShutdownTimeout):
+		// Shutdown cut the handler short: not the message's fault, whatever
+		// it returned (and ctx can carry no call now). Leave it to be
+		// redelivered without counting a failure.
+		log.Warn("handler interrupted by shutdown; message will be redelivered", "err", err)
 	case permanent:
 		outcome = "dead_letter"
-		c.deadLetter(ctx, m, reason, err, log)
-	case ctx.Err() != nil:
-		// Shutdown cut the handler short: not the message's fault. Leave it
-		// to be redelivered without counting a failure.
-		log.Warn("handler interrupted by shutdown; message will be redelivered", "err", err)
+		c.deadLetter(sctx, m, reason, err, log)
 	default:
-		c.retry(ctx, m, err, log)
+		c.retry(sctx, m, err, log)
 	}
 	metrics.HandlerDuration.WithLabelValues(c.cfg.Name, outcome).Observe(time.Since(start).Seconds())
 }
@@ -400,10 +430,10 @@ func (c *Consumer) heartbeat(ctx context.Context, m *Message) (stop func()) {
 
 func (c *Consumer) retry(ctx context.Context, m *Message, cause error, log *slog.Logger) {
 	delay := c.cfg.RetryPolicy.NextDelay(m.ReceiveCount)
-	var ra *retryAfterError
-	if errors.As(cause, &ra) {
-		delay = min(ra.after, maxVisibility)
+	if d, ok := RetryAfterDelay(cause); ok {
+		delay = d
 	}
+	delay = min(max(delay, 0), maxVisibility) // what SQS accepts
 	metrics.MessagesRetried.WithLabelValues(c.cfg.Name).Inc()
 	log.Warn("handler failed; will retry", "err", cause, "retry_in", delay.Round(time.Millisecond).String())
 	if err := c.changeVisibility(ctx, m, delay); err != nil {
@@ -421,42 +451,6 @@ func (c *Consumer) changeVisibility(ctx context.Context, m *Message, d time.Dura
 		return fmt.Errorf("change visibility of %s: %w", m.ID, err)
 	}
 	return nil
-}
-
-// deadLetter copies the message to the DLQ with the reason, then deletes it.
-// If the copy fails, the message is retried instead: never lost.
-func (c *Consumer) deadLetter(ctx context.Context, m *Message, reason string, cause error, log *slog.Logger) {
-	attrs := make(map[string]sqstypes.MessageAttributeValue, len(m.Attributes)+4)
-	for k, v := range m.Attributes {
-		attrs[k] = stringAttr(v)
-	}
-	errText := cause.Error()
-	if len(errText) > maxErrorAttrLen {
-		errText = errText[:maxErrorAttrLen]
-	}
-	attrs[AttrDLQReason] = stringAttr(reason)
-	attrs[AttrDLQError] = stringAttr(errText)
-	attrs[AttrDLQSourceQueue] = stringAttr(c.cfg.QueueURL)
-	attrs[AttrDLQReceiveCount] = stringAttr(strconv.Itoa(m.ReceiveCount))
-	_, err := c.client.SendMessage(ctx, &sqs.SendMessageInput{
-		QueueUrl:          aws.String(c.cfg.DLQURL),
-		MessageBody:       aws.String(string(m.Body)),
-		MessageAttributes: attrs,
-	})
-	if err != nil {
-		c.retry(ctx, m, fmt.Errorf("dead-letter (%s): %w", reason, err), log)
-		return
-	}
-	metrics.MessagesDeadLettered.WithLabelValues(c.cfg.Name, reason).Inc()
-	log.Warn("message dead-lettered", "reason", reason, "err", cause)
-	c.deleter.add(m.receipt)
-}
-
-func stringAttr(v string) sqstypes.MessageAttributeValue {
-	if v == "" {
-		v = "-" // SQS rejects empty attribute values
-	}
-	return sqstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
 }
 
 // sleep waits d or until ctx is done; it reports whether the full time passed.

@@ -57,10 +57,11 @@ func run(t *testing.T, sqsc *sqs.Client, h worker.Handler, cfg worker.Config) {
 	})
 }
 
-// TestHeartbeatKeepsASlowMessageFromRedelivery runs a handler for three
-// times the queue's visibility timeout: the heartbeat keeps extending the
+// TestHeartbeatKeepsASlowMessageFromRedelivery runs a handler for more than
+// twice the queue's visibility timeout: the heartbeat keeps extending the
 // message, so it is handled once and then deleted.
 func TestHeartbeatKeepsASlowMessageFromRedelivery(t *testing.T) {
+	t.Parallel()
 	env := testenv.Open(t, "worker")
 	sqsc := sqs.NewFromConfig(env.AWS)
 	url, dlq := queue(t, sqsc, 2)
@@ -70,7 +71,7 @@ func TestHeartbeatKeepsASlowMessageFromRedelivery(t *testing.T) {
 		if calls.Add(1) == 1 {
 			defer close(finished)
 			select {
-			case <-time.After(6500 * time.Millisecond):
+			case <-time.After(4500 * time.Millisecond):
 			case <-ctx.Done():
 				return ctx.Err()
 			}
@@ -101,6 +102,7 @@ func TestHeartbeatKeepsASlowMessageFromRedelivery(t *testing.T) {
 // TestPermanentFailureIsDeadLetteredAtOnce: a Permanent error moves the
 // message to the DLQ on its first receive, with the reason.
 func TestPermanentFailureIsDeadLetteredAtOnce(t *testing.T) {
+	t.Parallel()
 	env := testenv.Open(t, "worker")
 	sqsc := sqs.NewFromConfig(env.AWS)
 	url, dlq := queue(t, sqsc, 5)

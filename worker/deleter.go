@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -23,17 +24,31 @@ type deleter struct {
 	log      *slog.Logger
 	in       chan string
 	done     chan struct{}
+
+	mu     sync.Mutex
+	closed bool
 }
 
 func newDeleter(client SQSAPI, queueURL string, log *slog.Logger) *deleter {
 	return &deleter{client: client, queueURL: queueURL, log: log, in: make(chan string, 100), done: make(chan struct{})}
 }
 
-func (d *deleter) add(receipt string) { d.in <- receipt }
+// add queues a receipt for deletion. After close (a handler that outlived
+// the shutdown) it drops it: the message is redelivered, never lost.
+func (d *deleter) add(receipt string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.closed {
+		d.in <- receipt
+	}
+}
 
 // close flushes what is pending and stops the deleter.
 func (d *deleter) close() {
+	d.mu.Lock()
+	d.closed = true
 	close(d.in)
+	d.mu.Unlock()
 	<-d.done
 }
 

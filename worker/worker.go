@@ -13,18 +13,38 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
 
 // Message is one received SQS message.
 type Message struct {
 	ID           string
 	Body         []byte
-	Attributes   map[string]string // message attributes with string values
+	Attributes   map[string]string // message attributes with string (and number) values; binary ones are not here
 	ReceiveCount int               // ApproximateReceiveCount: 1 on the first delivery
 	SentAt       time.Time
 
-	receipt  string
+	receipt string
+	// sqsAttrs are the message attributes as received, binary ones included
+	// (Attributes leaves those out): a dead-lettered copy carries them
+	// unchanged, with their types.
+	sqsAttrs map[string]sqstypes.MessageAttributeValue
 	logAttrs []any
+}
+
+// sqsAttributes returns the attributes to copy to the DLQ: those received,
+// or, for a Message not built from a receive, Attributes as strings.
+func (m *Message) sqsAttributes() map[string]sqstypes.MessageAttributeValue {
+	if m.sqsAttrs != nil {
+		return m.sqsAttrs
+	}
+	out := make(map[string]sqstypes.MessageAttributeValue, len(m.Attributes))
+	for k, v := range m.Attributes {
+		out[k] = sqstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
+	}
+	return out
 }
 
 type messageKey struct{}
