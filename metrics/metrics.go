@@ -113,3 +113,12 @@ var OutboxPublished = func() prometheus.Counter {
 	factory.MustRegister(c)
 	return c
 }()
+
+// OutboxPublishFailures counts batches the relay failed to publish; their
+// rows stay in the outbox and go out on a later try.
+var OutboxPublishFailures = func() prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "orderpipe_outbox_publish_failures_total",
+		Help: "Outbox batches the relay failed to publish (SNS down, throttling, timeout); they are published again later."})
+	factory.MustRegister(c)
+	return c
+}()

@@ -32,9 +32,17 @@ type BreakerConfig struct {
 	// Effect says in the log what an open breaker means for the worker.
 	// Defaults to "consumers that need it pause".
 	Effect string
-	// Logger receives one line per transition. Defaults to slog.Default().
+	// Logger receives one line per transition, and a reminder every
+	// RemindEvery while the breaker stays open. Defaults to slog.Default().
 	Logger *slog.Logger
+	// RemindEvery is how often an open breaker says again why it is open
+	// (the last failure: host, port, error), so an operator reading the
+	// log of a worker that has waited an hour sees why. Defaults to 30s.
+	RemindEvery time.Duration
 }
+
+// RemindEveryDefault is how often an open breaker repeats its reason.
+const RemindEveryDefault = 30 * time.Second
 
 // Breaker is a circuit breaker for one dependency. Only failures classified
 // Unavailable count against it: a constraint violation or a serialization
@@ -48,8 +56,10 @@ type Breaker struct {
 	stop context.CancelFunc
 	done chan struct{}
 
-	mu      sync.Mutex
-	changed chan struct{} // closed and replaced on every transition
+	mu       sync.Mutex
+	changed  chan struct{} // closed and replaced on every transition
+	lastErr  error         // the last failure that counted against the breaker
+	openedAt time.Time     // when the current episode began (zero while closed)
 }
 
 // NewBreaker returns a breaker; Close stops its prober.
@@ -66,6 +76,9 @@ func NewBreaker(cfg BreakerConfig) *Breaker {
 	if cfg.Effect == "" {
 		cfg.Effect = "consumers that need it pause"
 	}
+	if cfg.RemindEvery <= 0 {
+		cfg.RemindEvery = RemindEveryDefault
+	}
 	b := &Breaker{cfg: cfg, changed: make(chan struct{}), done: make(chan struct{})}
 	b.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        cfg.Name,
@@ -79,15 +92,19 @@ func NewBreaker(cfg BreakerConfig) *Breaker {
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			metrics.BreakerState.WithLabelValues(name).Set(float64(to))
 			metrics.BreakerTransitions.WithLabelValues(name, to.String()).Inc()
+			b.mu.Lock()
+			lastErr := b.lastErr
 			switch to {
 			case gobreaker.StateOpen:
 				if from == gobreaker.StateClosed {
-					cfg.Logger.Warn("circuit breaker open: "+name+" unavailable; "+cfg.Effect, "breaker", name)
+					b.openedAt = time.Now()
+					cfg.Logger.Warn("circuit breaker open: "+name+" unavailable; "+cfg.Effect, "breaker", name, "err", lastErr)
 				}
 			case gobreaker.StateClosed:
-				cfg.Logger.Info("circuit breaker closed: "+name+" available again", "breaker", name)
+				cfg.Logger.Info("circuit breaker closed: "+name+" available again", "breaker", name,
+					"unavailable_for", time.Since(b.openedAt).Round(time.Millisecond).String())
+				b.openedAt = time.Time{}
 			}
-			b.mu.Lock()
 			close(b.changed)
 			b.changed = make(chan struct{})
 			b.mu.Unlock()
@@ -103,7 +120,15 @@ func NewBreaker(cfg BreakerConfig) *Breaker {
 // Do runs fn through the breaker. When the breaker is open it fails at once
 // with an error wrapping ErrOpen (classified Unavailable).
 func (b *Breaker) Do(fn func() error) error {
-	_, err := b.cb.Execute(func() (struct{}, error) { return struct{}{}, fn() })
+	_, err := b.cb.Execute(func() (struct{}, error) {
+		err := fn()
+		if err != nil && Classify(err).Class == Unavailable {
+			b.mu.Lock()
+			b.lastErr = err
+			b.mu.Unlock()
+		}
+		return struct{}{}, err
+	})
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 		return fmt.Errorf("%s: %w", b.cfg.Name, ErrOpen)
 	}
@@ -138,14 +163,13 @@ func (b *Breaker) Wait(ctx context.Context) error {
 }
 
 // probe tries the dependency while the breaker is open, so it closes as
-// soon as the dependency answers even when no message is let through.
+// soon as the dependency answers even when no message is let through, and
+// reminds the log why it is open every RemindEvery.
 func (b *Breaker) probe(ctx context.Context) {
 	defer close(b.done)
-	if b.cfg.Probe == nil {
-		return
-	}
 	t := time.NewTicker(b.cfg.OpenFor / 2)
 	defer t.Stop()
+	var reminded time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -155,12 +179,33 @@ func (b *Breaker) probe(ctx context.Context) {
 		if b.cb.State() == gobreaker.StateClosed {
 			continue
 		}
-		_ = b.Do(func() error {
-			pctx, cancel := context.WithTimeout(ctx, b.cfg.OpenFor)
-			defer cancel()
-			return b.cfg.Probe(pctx)
-		})
+		if b.cfg.Probe != nil {
+			_ = b.Do(func() error {
+				pctx, cancel := context.WithTimeout(ctx, b.cfg.OpenFor)
+				defer cancel()
+				return b.cfg.Probe(pctx)
+			})
+		}
+		reminded = b.remind(reminded)
 	}
+}
+
+// remind logs why the breaker is still open, if RemindEvery has passed
+// since the episode began or the last reminder; it returns when it last did.
+func (b *Breaker) remind(last time.Time) time.Time {
+	b.mu.Lock()
+	openedAt, lastErr := b.openedAt, b.lastErr
+	b.mu.Unlock()
+	since := openedAt
+	if last.After(since) {
+		since = last
+	}
+	if openedAt.IsZero() || time.Since(since) < b.cfg.RemindEvery {
+		return last
+	}
+	b.cfg.Logger.Warn("circuit breaker still open: "+b.cfg.Name+" unavailable; "+b.cfg.Effect, "breaker", b.cfg.Name,
+		"unavailable_for", time.Since(openedAt).Round(time.Second).String(), "err", lastErr)
+	return time.Now()
 }
 
 // Close stops the prober.

@@ -1,10 +1,14 @@
 package resilience
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -98,5 +102,79 @@ func TestRetry(t *testing.T) {
 				t.Errorf("err = %v, want %v", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// syncBuffer is a log sink written from the breaker's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+// count returns how many log lines contain every one of subs.
+func (s *syncBuffer) count(subs ...string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, line := range strings.Split(s.buf.String(), "\n") {
+		all := line != ""
+		for _, sub := range subs {
+			all = all && strings.Contains(line, sub)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
+}
+
+// TestBreakerLogsOncePerEpisodeAndRemindsWhy: an outage is one "open" line
+// (with the failure that tripped it), however many calls fail meanwhile;
+// while it lasts, a reminder with the last failure (host, port, error) every
+// RemindEvery, so a worker whose database never comes up does not go
+// silent; and one "closed" line when it ends.
+func TestBreakerLogsOncePerEpisodeAndRemindsWhy(t *testing.T) {
+	var logged syncBuffer
+	log := slog.New(slog.NewJSONHandler(&logged, nil))
+	var up atomic.Bool
+	refused := &net.OpError{Op: "dial", Net: "tcp", Addr: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 7), Port: 6432}, Err: syscall.ECONNREFUSED}
+	b := NewBreaker(BreakerConfig{Name: "test-db", Failures: 2, OpenFor: 20 * time.Millisecond, RemindEvery: 100 * time.Millisecond, Logger: log,
+		Probe: func(context.Context) error {
+			if up.Load() {
+				return nil
+			}
+			return refused
+		}})
+	defer b.Close()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 5s; log:\n%s", what, logged.buf.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for episode := 1; episode <= 2; episode++ {
+		up.Store(false)
+		for range 50 {
+			_ = b.Do(func() error { return refused })
+		}
+		waitFor("two reminders", func() bool { return logged.count("circuit breaker still open: test-db", "10.0.0.7:6432", "connection refused") >= 2*episode })
+		if n := logged.count(`"msg":"circuit breaker open: test-db`); n != episode {
+			t.Errorf("episode %d: %d open lines, want %d (one per episode)", episode, n, episode)
+		}
+		if n := logged.count(`"msg":"circuit breaker open: test-db`, "10.0.0.7:6432"); n != episode {
+			t.Errorf("episode %d: the open line does not give the failure", episode)
+		}
+		up.Store(true)
+		waitFor("closed", func() bool { return logged.count("circuit breaker closed: test-db") == episode })
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -49,14 +48,15 @@ type Config struct {
 	// mode breaks named, cached ones), "cache_statement" direct.
 	StatementMode string
 	// TLSCAFile is a PEM bundle to verify the server with. When set, and the
-	// URL names no sslmode, sslmode=verify-full is used.
+	// URL names no sslmode, sslmode=verify-full is used. Behind ProxyRDS, a
+	// URL that names no TLS at all is verified against the system roots
+	// (sslrootcert=system, verify-full). The URL must not repeat a TLS key.
 	TLSCAFile string
 	// IAM, when set, authenticates every new connection with an RDS IAM
-	// token instead of a password.
+	// token instead of a password. It needs TLS that verifies the server
+	// (the token is a credential), no password in the URL, and a token
+	// source for the URL's host, port and user (IAMTarget).
 	IAM *IAMTokens
-	// EmailClaimTTL is the lease of a notification claim. Defaults to
-	// EmailClaimTTLDefault.
-	EmailClaimTTL time.Duration
 	// OutboxTopic is the topic (its name) this process's outbox rows are
 	// for: Emit writes it on every row and RelayOutbox publishes only its
 	// rows, so pipelines sharing a database never publish each other's
@@ -97,19 +97,27 @@ var defaultModes = map[string]string{
 	ProxyNone:      "cache_statement",
 }
 
-// check refuses configurations that would pin or break against the proxy.
-func (cfg *Config) check(sslmode string, hasPassword bool) error {
+// check refuses configurations that would pin or break against the proxy,
+// or send a credential where it could be read. It decides from cc, pgx's own
+// parse of the URL (with PG* environment variables, a service file and a
+// passfile merged in), never from the URL's text: pgx takes the last of a
+// repeated key, rewrites ssl=true, and reads ?password= as the password.
+func (cfg *Config) check(cc *pgconn.Config) error {
 	switch {
 	case cfg.Proxy == ProxyRDS && cfg.StatementMode != "simple_protocol":
 		return fmt.Errorf("store: DB_STATEMENT_MODE=%s sends Parse messages, and RDS Proxy pins the session of every client that does; use simple_protocol", cfg.StatementMode)
 	case cfg.Proxy == ProxyPgBouncer && (cfg.StatementMode == "cache_statement" || cfg.StatementMode == "cache_describe"):
 		return fmt.Errorf("store: DB_STATEMENT_MODE=%s caches named prepared statements, which PgBouncer in transaction mode hands to other server connections; use exec or simple_protocol", cfg.StatementMode)
-	case cfg.Proxy == ProxyRDS && sslmode != "verify-full":
-		return fmt.Errorf("store: RDS Proxy needs TLS with the server verified: sslmode=verify-full (DB_TLS_CA_FILE for the CA bundle), not %q", sslmode)
-	case cfg.IAM != nil && hasPassword:
-		return errors.New("store: DB_IAM_AUTH is on and DATABASE_URL carries a password: use one or the other")
-	case cfg.IAM != nil && sslmode != "verify-full" && sslmode != "verify-ca" && sslmode != "require":
-		return errors.New("store: IAM authentication sends its token as a password: it needs TLS (sslmode=verify-full)")
+	case cfg.Proxy == ProxyRDS && !verifiesServer(cc):
+		return fmt.Errorf("store: DB_PROXY=rds-proxy needs TLS that verifies the server's certificate and host name (sslmode=verify-full: the default behind rds-proxy, against the system roots or DB_TLS_CA_FILE); DATABASE_URL (with PGSSLMODE and the like) gives %s", describeTLS(cc))
+	case cfg.IAM != nil && cc.Password != "":
+		return errors.New("store: DB_IAM_AUTH is on and DATABASE_URL (or PGPASSWORD, or a passfile) supplies a password: use one or the other")
+	case cfg.IAM != nil && !verifiesServer(cc):
+		return fmt.Errorf("store: DB_IAM_AUTH sends its token as a password, a credential: it needs TLS that verifies the server (sslmode=verify-full), and DATABASE_URL (with PGSSLMODE and the like) gives %s", describeTLS(cc))
+	case cfg.IAM != nil && !sameEndpoint(cc):
+		return errors.New("store: DB_IAM_AUTH signs a token for one host and port, and DATABASE_URL names several")
+	case cfg.IAM != nil && !cfg.IAM.signsFor(cc):
+		return errors.New("store: DB_IAM_AUTH's token source is for another host, port or user than DATABASE_URL names")
 	case cfg.ProxyClientTimeout > 0 && cfg.MaxConnLifetime >= cfg.ProxyClientTimeout:
 		return fmt.Errorf("store: DB_MAX_CONN_LIFETIME (%s) must be shorter than the proxy's client timeout (%s)", cfg.MaxConnLifetime, cfg.ProxyClientTimeout)
 	case cfg.ProxyClientTimeout > 0 && cfg.MaxConnIdleTime >= cfg.ProxyClientTimeout:
@@ -129,7 +137,6 @@ type DB struct {
 	log       *slog.Logger
 	lastReset atomic.Int64 // unix nanos
 
-	emailClaimTTL time.Duration
 	outboxTopic   string
 }
 
@@ -157,7 +164,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	db := &DB{pool: pool, log: log, emailClaimTTL: orDefault(cfg.EmailClaimTTL, EmailClaimTTLDefault), outboxTopic: cfg.OutboxTopic}
+	db := &DB{pool: pool, log: log, outboxTopic: cfg.OutboxTopic}
 	db.breaker = resilience.NewBreaker(resilience.BreakerConfig{
 		Name: "database", Failures: DBBreakerFailures, OpenFor: DBBreakerOpenFor,
 		Probe: db.probeWritable, Logger: log,
@@ -185,17 +192,17 @@ func PoolConfig(cfg Config) (*pgxpool.Config, error) {
 	}
 	cfg.MaxConnLifetime = orDefault(cfg.MaxConnLifetime, MaxConnLifetimeDefault)
 	cfg.MaxConnIdleTime = orDefault(cfg.MaxConnIdleTime, MaxConnIdleTimeDefault)
-	connString, sslmode, hasPassword, err := withTLS(cfg.URL, cfg.TLSCAFile)
+	connString, err := withTLS(cfg.URL, cfg.Proxy, cfg.TLSCAFile)
 	if err != nil {
-		return nil, err
-	}
-	if err := cfg.check(sslmode, hasPassword); err != nil {
 		return nil, err
 	}
 	pc, err := pgxpool.ParseConfig(connString)
 	if err != nil {
 		// pgx's error can echo the URL; the URL can hold a password.
-		return nil, errors.New("store: DATABASE_URL is not a valid PostgreSQL connection string (or DB_TLS_CA_FILE is unreadable)")
+		return nil, errors.New("store: DATABASE_URL is not a valid PostgreSQL connection string (or a file it or DB_TLS_CA_FILE names is unreadable)")
+	}
+	if err := cfg.check(&pc.ConnConfig.Config); err != nil {
+		return nil, err
 	}
 	pc.ConnConfig.DefaultQueryExecMode = mode
 	pc.MaxConns = orDefault(cfg.MaxConns, MaxConnsDefault)
@@ -215,30 +222,6 @@ func PoolConfig(cfg Config) (*pgxpool.Config, error) {
 		}
 	}
 	return pc, nil
-}
-
-// withTLS adds the CA bundle (and sslmode=verify-full if the URL sets no
-// mode) to a URL-form connection string, and reports the effective sslmode
-// and whether the URL carries a password.
-func withTLS(connString, caFile string) (string, string, bool, error) {
-	u, err := url.Parse(connString)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return "", "", false, errors.New("store: DATABASE_URL must be a postgres:// URL")
-	}
-	_, hasPassword := u.User.Password()
-	q := u.Query()
-	if caFile != "" {
-		q.Set("sslrootcert", caFile)
-		if q.Get("sslmode") == "" {
-			q.Set("sslmode", "verify-full")
-		}
-		u.RawQuery = q.Encode()
-	}
-	sslmode := q.Get("sslmode")
-	if sslmode == "" {
-		sslmode = "prefer" // libpq's and pgx's default
-	}
-	return u.String(), sslmode, hasPassword, nil
 }
 
 func orDefault[T int32 | time.Duration](v, d T) T {

@@ -10,7 +10,7 @@ import (
 )
 
 func TestPoolConfigPerProxy(t *testing.T) {
-	iam := NewIAMTokens("db:5432", "us-east-1", "u", credentials.NewStaticCredentialsProvider("A", "S", ""))
+	iam := NewIAMTokens("proxy.example.internal:5432", "us-east-1", "worker", credentials.NewStaticCredentialsProvider("A", "S", ""))
 	const local = "postgres://postgres@127.0.0.1:6432/orderpipe?sslmode=disable"
 	const rds = "postgres://worker@proxy.example.internal:5432/orderpipe?sslmode=verify-full"
 	tests := []struct {
@@ -28,8 +28,8 @@ func TestPoolConfigPerProxy(t *testing.T) {
 		{"rds proxy refuses exec (pins)", Config{URL: rds, Proxy: ProxyRDS, StatementMode: "exec"}, 0, "pins"},
 		{"rds proxy refuses no TLS", Config{URL: local, Proxy: ProxyRDS}, 0, "verify-full"},
 		{"CA bundle turns on verify-full", Config{URL: "postgres://worker@proxy:5432/db", Proxy: ProxyRDS, TLSCAFile: "/nonexistent/ca.pem"}, 0, "DB_TLS_CA_FILE"},
-		{"IAM and a password are refused", Config{URL: "postgres://u:pw@proxy:5432/db?sslmode=verify-full", IAM: iam}, 0, "one or the other"},
-		{"IAM without TLS is refused", Config{URL: "postgres://u@proxy:5432/db?sslmode=disable", IAM: iam}, 0, "needs TLS"},
+		{"IAM and a password are refused", Config{URL: "postgres://worker:pw@proxy.example.internal:5432/db?sslmode=verify-full", IAM: iam}, 0, "one or the other"},
+		{"IAM without TLS is refused", Config{URL: "postgres://worker@proxy.example.internal:5432/db?sslmode=disable", IAM: iam}, 0, "needs TLS"},
 		{"lifetime must stay under the proxy's timeout", Config{URL: local, ProxyClientTimeout: 10 * time.Minute}, 0, "DB_MAX_CONN_LIFETIME"},
 		{"unknown proxy", Config{URL: local, Proxy: "haproxy"}, 0, "unknown proxy"},
 		{"not a URL", Config{URL: "host=x"}, 0, "postgres:// URL"},

@@ -3,11 +3,14 @@ package store
 import (
 	"context"
 	"fmt"
+	"net"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/rds/auth"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // IAM token lifetimes. RDS signs a token for 15 minutes; the pool reuses one
@@ -33,9 +36,17 @@ type IAMTokens struct {
 	builds  int
 }
 
-// NewIAMTokens returns a token source for host:port, region and user.
+// NewIAMTokens returns a token source for host:port, region and user
+// (IAMTarget reads the first and the last from DATABASE_URL). It retrieves
+// no credentials until the first Token call.
 func NewIAMTokens(endpoint, region, user string, creds aws.CredentialsProvider) *IAMTokens {
 	return &IAMTokens{endpoint: endpoint, region: region, user: user, creds: creds, now: time.Now}
+}
+
+// signsFor reports whether the tokens are for the endpoint and user cc
+// connects to (RDS checks both).
+func (s *IAMTokens) signsFor(cc *pgconn.Config) bool {
+	return s.endpoint == net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))) && s.user == cc.User
 }
 
 // Token returns a valid token, building a new one when the cached one is

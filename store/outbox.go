@@ -1,9 +1,12 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -41,54 +44,58 @@ type OutboxMessage struct {
 	Body      string
 }
 
-// ErrRelayBusy is returned by RelayOutbox while another worker relays.
-var ErrRelayBusy = errors.New("another worker is relaying the outbox")
-
-// RelayOutbox hands up to limit unsent rows of this store's topic, oldest
-// first, to publish, and marks them sent when it returns nil — all in one
-// transaction under a transaction-scoped advisory lock (one per topic), so
-// one worker relays a topic at a time and rows go out in the order they
-// were written. If publish fails or the worker
-// dies before the commit, the rows stay unsent and go out again: at least
-// once, and the handlers' idempotency absorbs the repeat.
-func (db *DB) RelayOutbox(ctx context.Context, limit int, publish func([]OutboxMessage) error) (int, error) {
+// LeaseOutbox takes up to limit unsent rows of this store's topic, oldest
+// first, that no other relay holds, and holds them for lease: one statement,
+// committed at once. The relay publishes them holding no transaction and no
+// connection, then marks them sent (MarkOutboxSent) or gives them back
+// (ReleaseOutbox); if it dies meanwhile the lease runs out and another relay
+// takes them: at least once, and the handlers' idempotency absorbs the
+// repeat.
+func (db *DB) LeaseOutbox(ctx context.Context, limit int, lease time.Duration) ([]OutboxMessage, error) {
 	if db.outboxTopic == "" {
-		return 0, ErrNoOutboxTopic
+		return nil, ErrNoOutboxTopic
 	}
-	n := 0
-	err := db.inTx(ctx, func(t *txn) error {
-		var locked bool
-		if err := t.tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtextextended('orderpipe:outbox-relay:' || $1, 0))`, db.outboxTopic).Scan(&locked); err != nil {
-			return fmt.Errorf("outbox relay lock: %w", err)
-		}
-		if !locked {
-			return ErrRelayBusy
-		}
-		rows, err := t.tx.Query(ctx, `SELECT id, event_id::text, event_type, body FROM outbox WHERE topic = $1 AND sent_at IS NULL ORDER BY id LIMIT $2`, db.outboxTopic, limit)
+	var msgs []OutboxMessage
+	err := db.guard(func() error {
+		rows, err := db.pool.Query(ctx, `
+			UPDATE outbox SET lease_until = now() + $3 * interval '1 millisecond'
+			WHERE id IN (
+				SELECT id FROM outbox
+				WHERE topic = $1 AND sent_at IS NULL AND (lease_until IS NULL OR lease_until < now())
+				ORDER BY id LIMIT $2
+				FOR UPDATE SKIP LOCKED)
+			RETURNING id, event_id::text, event_type, body`, db.outboxTopic, limit, lease.Milliseconds())
 		if err != nil {
-			return fmt.Errorf("read outbox: %w", err)
-		}
-		msgs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
-		if err != nil {
-			return fmt.Errorf("read outbox: %w", err)
-		}
-		if len(msgs) == 0 {
-			return nil
-		}
-		if err := publish(msgs); err != nil {
 			return err
 		}
-		ids := make([]int64, len(msgs))
-		for i, m := range msgs {
-			ids[i] = m.ID
-		}
-		if _, err := t.tx.Exec(ctx, `UPDATE outbox SET sent_at = now() WHERE id = ANY($1)`, ids); err != nil {
-			return fmt.Errorf("mark outbox sent: %w", err)
-		}
-		n = len(msgs)
-		return nil
+		msgs, err = pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
+		return err
 	})
-	return n, err
+	if err != nil {
+		return nil, fmt.Errorf("lease outbox rows of %s: %w", db.outboxTopic, err)
+	}
+	slices.SortFunc(msgs, func(a, b OutboxMessage) int { return cmp.Compare(a.ID, b.ID) })
+	return msgs, nil
+}
+
+// MarkOutboxSent marks leased rows published.
+func (db *DB) MarkOutboxSent(ctx context.Context, ids []int64) error {
+	if err := db.guard(func() error {
+		return db.exec(ctx, `UPDATE outbox SET sent_at = now(), lease_until = NULL WHERE id = ANY($1)`, ids)
+	}); err != nil {
+		return fmt.Errorf("mark %d outbox rows sent: %w", len(ids), err)
+	}
+	return nil
+}
+
+// ReleaseOutbox gives leased rows back unsent, for the next relay to try.
+func (db *DB) ReleaseOutbox(ctx context.Context, ids []int64) error {
+	if err := db.guard(func() error {
+		return db.exec(ctx, `UPDATE outbox SET lease_until = NULL WHERE id = ANY($1) AND sent_at IS NULL`, ids)
+	}); err != nil {
+		return fmt.Errorf("release %d outbox rows: %w", len(ids), err)
+	}
+	return nil
 }
 
 // OutboxPending counts the unsent rows of every topic whose order id

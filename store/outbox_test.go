@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -16,8 +17,7 @@ import (
 )
 
 // TestOutboxIsPerTopic: two pipelines share one database; each relay takes
-// only the events emitted for its own topic, in the order they were
-// written, and a store opened without a topic refuses to emit or relay
+// only the events emitted for its own topic, oldest first, and a store opened without a topic refuses to emit or relay
 // instead of writing rows no relay would ever publish.
 func TestOutboxIsPerTopic(t *testing.T) {
 	env := testenv.Open(t, "store")
@@ -49,17 +49,20 @@ func TestOutboxIsPerTopic(t *testing.T) {
 	relay := func(db *store.DB) []events.EventID {
 		var got []events.EventID
 		for {
-			n, err := db.RelayOutbox(ctx, 2, func(msgs []store.OutboxMessage) error {
-				for _, m := range msgs {
-					got = append(got, events.EventID(m.EventID))
-				}
-				return nil
-			})
+			msgs, err := db.LeaseOutbox(ctx, 2, time.Minute)
 			if err != nil {
 				t.Fatalf("relay: %v", err)
 			}
-			if n == 0 {
+			if len(msgs) == 0 {
 				return got
+			}
+			ids := make([]int64, len(msgs))
+			for i, m := range msgs {
+				got = append(got, events.EventID(m.EventID))
+				ids[i] = m.ID
+			}
+			if err := db.MarkOutboxSent(ctx, ids); err != nil {
+				t.Fatal(err)
 			}
 		}
 	}
@@ -86,7 +89,62 @@ func TestOutboxIsPerTopic(t *testing.T) {
 	if !errors.Is(err, store.ErrNoOutboxTopic) {
 		t.Errorf("emit without a topic: %v, want ErrNoOutboxTopic", err)
 	}
-	if _, err := none.RelayOutbox(ctx, 10, func([]store.OutboxMessage) error { return nil }); !errors.Is(err, store.ErrNoOutboxTopic) {
+	if _, err := none.LeaseOutbox(ctx, 10, time.Minute); !errors.Is(err, store.ErrNoOutboxTopic) {
 		t.Errorf("relay without a topic: %v, want ErrNoOutboxTopic", err)
 	}
+}
+
+// TestOutboxLeases: a relay's leased rows are not given to another relay
+// while it publishes; rows given back, or whose lease ran out (a relay that
+// died mid-publish), are taken again.
+func TestOutboxLeases(t *testing.T) {
+	env := testenv.Open(t, "store")
+	ctx := context.Background()
+	prefix := testenv.Prefix()
+	db, err := store.Open(ctx, store.Config{URL: env.DBURL, MaxConns: 2, OutboxTopic: prefix + "orders"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	for i := range 3 {
+		ev := events.Event{EventID: events.EventID(uuid.NewString()), EventType: events.OrderCancelled, SchemaVersion: 1,
+			OccurredAt: time.Now().UTC(), Reason: "out_of_stock", Order: events.Order{OrderID: fmt.Sprintf("%slease%d", prefix, i),
+				Customer: events.Customer{ID: "c", Email: "c@example.com", Name: "C"}, Currency: "USD",
+				Items: []events.Item{{SKU: "X", Quantity: 1}}}}
+		if err := db.InventoryTx(ctx, func(tx inventory.Tx) error { return tx.Emit(ctx, ev) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := func(msgs []store.OutboxMessage) []int64 {
+		out := make([]int64, len(msgs))
+		for i, m := range msgs {
+			out[i] = m.ID
+		}
+		return out
+	}
+	first, err := db.LeaseOutbox(ctx, 2, time.Minute)
+	if err != nil || len(first) != 2 {
+		t.Fatalf("first lease = %d rows, %v; want 2", len(first), err)
+	}
+	second, err := db.LeaseOutbox(ctx, 10, 300*time.Millisecond)
+	if err != nil || len(second) != 1 || slices.Contains(ids(first), second[0].ID) {
+		t.Fatalf("second lease = %v, %v; want the one row the first does not hold", ids(second), err)
+	}
+	if err := db.ReleaseOutbox(ctx, ids(first)); err != nil {
+		t.Fatal(err)
+	}
+	taken := map[int64]bool{}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		again, err := db.LeaseOutbox(ctx, 10, time.Minute)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids(again) {
+			taken[id] = true
+		}
+		if len(taken) != 3 {
+			return fmt.Errorf("after a release and a lease run out, leased %d rows, want 3", len(taken))
+		}
+		return nil
+	})
 }

@@ -171,7 +171,9 @@ func findSubscription(ctx context.Context, snsc *sns.Client, topicARN, endpoint 
 }
 
 // Resolve finds an existing topology without changing it: what the worker and
-// the operator commands need, with read-only permissions.
+// the operator commands need, with read-only permissions. Each queue's
+// visibility timeout is the deployed queue's, which the worker asks for on
+// every receive and extends by while a handler runs.
 func Resolve(ctx context.Context, snsc *sns.Client, sqsc *sqs.Client, t Topology) (Applied, error) {
 	ap := Applied{Queues: map[string]AppliedQueue{}}
 	arn, err := findTopic(ctx, snsc, t.Topic)
@@ -182,6 +184,9 @@ func Resolve(ctx context.Context, snsc *sns.Client, sqsc *sqs.Client, t Topology
 	for _, q := range t.Queues {
 		aq := AppliedQueue{Queue: q}
 		if aq.URL, err = queueURL(ctx, sqsc, q.Name); err != nil {
+			return ap, err
+		}
+		if aq.VisibilityTimeoutSeconds, err = visibilityTimeout(ctx, sqsc, aq.URL); err != nil {
 			return ap, err
 		}
 		if aq.DLQURL, err = queueURL(ctx, sqsc, t.DLQName(q)); err != nil {
@@ -221,6 +226,20 @@ func queueURL(ctx context.Context, sqsc *sqs.Client, name string) (string, error
 		return "", fmt.Errorf("get URL of queue %s: %w", name, err)
 	}
 	return aws.ToString(out.QueueUrl), nil
+}
+
+// visibilityTimeout reads a queue's visibility timeout in seconds.
+func visibilityTimeout(ctx context.Context, sqsc *sqs.Client, url string) (int, error) {
+	name := sqstypes.QueueAttributeNameVisibilityTimeout
+	out, err := sqsc.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url), AttributeNames: []sqstypes.QueueAttributeName{name}})
+	if err != nil {
+		return 0, fmt.Errorf("visibility timeout of %s: %w", url, err)
+	}
+	v, err := strconv.Atoi(out.Attributes[string(name)])
+	if err != nil || v < 1 {
+		return 0, fmt.Errorf("visibility timeout of %s: %q is not a whole number of seconds", url, out.Attributes[string(name)])
+	}
+	return v, nil
 }
 
 // Depth is how many messages a queue holds: visible, in flight and delayed.

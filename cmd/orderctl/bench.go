@@ -157,6 +157,7 @@ func benchWorkerConfig(ctx context.Context) (app.Config, error) {
 		MetricsAddr: e.String("METRICS_ADDR", "", ""),
 		Logger:      slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
+	env.CheckIdempotencyLease(&e, cfg.IdemLease, common.Redis.Timeout)
 	if err := e.Err(); err != nil {
 		return cfg, err
 	}

@@ -24,53 +24,76 @@ import (
 )
 
 func main() {
-	var e env.Env
-	common := env.LoadCommon(&e)
-	cfg, logLevel := load(&e, common)
+	w := load(os.LookupEnv)
 	if len(os.Args) > 1 && (os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help") {
 		fmt.Fprintln(os.Stderr, "usage: worker [healthcheck]\n\nConsumes the order queues. `worker healthcheck` exits 0 if the worker\nin this container answers /healthz (for the ECS container health check).\n\nEnvironment variables:")
-		e.Usage(os.Stderr)
+		w.env.Usage(os.Stderr)
 		return
 	}
 	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
-		os.Exit(healthcheck(cfg.MetricsAddr))
+		os.Exit(healthcheck(w.cfg.MetricsAddr))
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: logLevel}))
-	cfg.Logger = log
-	if err := e.Err(); err != nil {
+	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: w.level}))
+	w.cfg.Logger = log
+	ctx, stop := signalContext(log)
+	defer stop()
+	if err := w.check(ctx); err != nil {
 		log.Error("bad configuration", "err", err)
 		os.Exit(2)
 	}
-	log.Info("configuration", e.Effective()...)
-
-	ctx, stop := signalContext(log)
-	defer stop()
-	var err error
-	if cfg.AWS, err = common.AWS(ctx); err != nil {
-		log.Error("startup failed", "err", err)
-		os.Exit(1)
-	}
-	if cfg.Store, err = common.StoreConfig(ctx); err == nil {
-		_, err = store.PoolConfig(cfg.Store) // refuse a pool that would pin or break against the proxy
-	}
-	if err != nil {
-		log.Error("bad database configuration", "err", err)
-		os.Exit(2)
-	}
-	if err := app.Run(ctx, cfg); err != nil {
+	log.Info("configuration", w.env.Effective()...)
+	if err := app.Run(ctx, w.cfg); err != nil {
 		log.Error("worker failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func load(e *env.Env, common env.Common) (app.Config, slog.Level) {
+// workerConfig is the worker's configuration as read from the environment
+// by load; check accepts or refuses it. main runs load(os.LookupEnv) and
+// check, and nothing else decides whether the worker may start.
+type workerConfig struct {
+	env    *env.Env
+	common env.Common
+	cfg    app.Config
+	level  slog.Level
+}
+
+// check refuses a configuration the worker could not run with, naming the
+// variable, and completes cfg: the AWS configuration (its credential chain
+// is built, no credentials are retrieved) and the pool configuration (with
+// the IAM token source, which signs nothing yet). It contacts nothing.
+func (w *workerConfig) check(ctx context.Context) error {
+	if err := w.env.Err(); err != nil {
+		return err
+	}
+	var err error
+	if w.cfg.AWS, err = w.common.AWS(ctx); err != nil {
+		return err
+	}
+	if w.cfg.Store, err = w.common.StoreConfig(ctx); err != nil {
+		return err
+	}
+	// Refuse a pool that would pin or break against the proxy, or send a
+	// credential where it could be read.
+	if _, err := store.PoolConfig(w.cfg.Store); err != nil {
+		return err
+	}
+	// Refuse an email claim a live sender could lose.
+	return w.cfg.EmailClaim().Validate()
+}
+
+// load reads every variable through lookup. Errors are collected in the
+// Env, for check.
+func load(lookup env.LookupFunc) *workerConfig {
+	e := env.New(lookup)
+	common := env.LoadCommon(e)
 	cfg := app.Config{
 		Topology:        common.Topology(),
 		MetricsAddr:     e.String("METRICS_ADDR", ":9090", "listen address of the Prometheus /metrics endpoint; empty to turn it off"),
 		Handlers:        e.List("WORKER_HANDLERS", "billing,notification,inventory", "handlers this process runs (comma-separated)"),
 		Store:           common.Store,
 		Redis:           common.Redis,
-		IdemLease:       e.Duration("IDEMPOTENCY_LEASE", store.LeaseDefault, "in-progress key TTL in Redis, renewed while a handler runs; a dead worker's copy is retried after at most this"),
+		IdemLease:       e.Duration("IDEMPOTENCY_LEASE", store.LeaseDefault, "in-progress key TTL in Redis, renewed every third of it while a handler runs; a dead worker's copy is retried after at most this; at least 1s and 3 x REDIS_TIMEOUT"),
 		IdemRetention:   e.Duration("IDEMPOTENCY_RETENTION", store.RetentionDefault, "how long Redis remembers a completed event (later duplicates meet the database ledger)"),
 		ProductCacheTTL: e.Duration("PRODUCT_CACHE_TTL", store.ProductCacheTTLDefault, "TTL of product entries (name, price) in Redis"),
 		SMTP: mailer.Config{
@@ -79,7 +102,8 @@ func load(e *env.Env, common env.Common) (app.Config, slog.Level) {
 			Password: e.Secret("SMTP_PASSWORD", "SMTP password (never logged)"),
 			Timeout:  e.Duration("SMTP_TIMEOUT", mailer.TimeoutDefault, "bound on one email send"),
 		},
-		Notification: notification.Config{From: e.String("MAIL_FROM", notification.FromDefault, "sender of customer emails")},
+		Notification:  notification.Config{From: e.String("MAIL_FROM", notification.FromDefault, "sender of customer emails")},
+		EmailClaimTTL: e.Duration("EMAIL_CLAIM_TTL", notification.ClaimTTLDefault, "lease of an email claim: a dead worker's unsent email is taken over after this; an accepted email's record is retried for this minus SMTP_TIMEOUT minus 5s (at most 90s); at least SMTP_TIMEOUT + 10s"),
 		Consumer: worker.Config{
 			MaxInFlight:     e.Int("WORKER_MAX_IN_FLIGHT", worker.MaxInFlightDefault, 1, 10000, "messages in flight per queue"),
 			WaitTime:        e.Duration("WORKER_WAIT_TIME", worker.WaitTimeDefault, "SQS long-poll wait (at most 20s)"),
@@ -87,12 +111,13 @@ func load(e *env.Env, common env.Common) (app.Config, slog.Level) {
 			ShutdownTimeout: e.Duration("WORKER_SHUTDOWN_TIMEOUT", worker.ShutdownTimeoutDefault, "time to finish in-flight messages after SIGTERM; keep under ECS stopTimeout"),
 		},
 	}
+	env.CheckIdempotencyLease(e, cfg.IdemLease, common.Redis.Timeout)
 	var level slog.Level
 	lv := e.String("LOG_LEVEL", "info", "debug, info, warn or error")
 	if err := level.UnmarshalText([]byte(strings.ToUpper(lv))); err != nil {
 		e.Fail("LOG_LEVEL", "%q is not one of debug, info, warn, error", lv)
 	}
-	return cfg, level
+	return &workerConfig{env: e, common: common, cfg: cfg, level: level}
 }
 
 // signalContext is cancelled by the first SIGTERM or SIGINT (drain); a second

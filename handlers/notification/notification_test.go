@@ -1,42 +1,63 @@
 package notification_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/orderpipe/orderpipe/catalog"
 	"github.com/orderpipe/orderpipe/events"
+	"github.com/orderpipe/orderpipe/handlers"
 	"github.com/orderpipe/orderpipe/handlers/notification"
 	"github.com/orderpipe/orderpipe/mailer"
+	"github.com/orderpipe/orderpipe/metrics"
+	"github.com/orderpipe/orderpipe/resilience"
+	"github.com/orderpipe/orderpipe/worker"
 )
 
-// These tests pin down the order of the handler's steps with a fake store
-// that writes down every call; the real store's claims are tested against
+// These tests pin down the courier's steps with a fake claim store that
+// writes down every call; the real store's claims are tested against
 // PostgreSQL in store/ and the whole handler in internal/app.
 
 var errDown = errors.New("database: circuit breaker open")
 
 type fakeStore struct {
 	calls       []string
-	reserveErr  error
-	abandonErrs []error // returned by successive AbandonNotification calls
 	claim       notification.Claim
+	claimErr    error
+	recordErrs  []error // returned by successive Record calls; the last one repeats
+	abandonErrs []error // returned by successive Abandon calls
 }
 
-func (s *fakeStore) ReserveRecorder(context.Context) (notification.Recorder, error) {
-	s.calls = append(s.calls, "reserve")
-	if s.reserveErr != nil {
-		return nil, s.reserveErr
+func (s *fakeStore) call(name string) { s.calls = append(s.calls, name) }
+
+func (s *fakeStore) Claim(context.Context, notification.ClaimRequest) (notification.Claim, error) {
+	s.call("claim")
+	return s.claim, s.claimErr
+}
+
+func (s *fakeStore) Record(context.Context, events.Event) error {
+	s.call("record")
+	if len(s.recordErrs) == 0 {
+		return nil
 	}
-	return &fakeRecorder{s: s}, nil
+	err := s.recordErrs[0]
+	if len(s.recordErrs) > 1 {
+		s.recordErrs = s.recordErrs[1:]
+	}
+	return err
 }
 
-func (s *fakeStore) AbandonNotification(context.Context, events.Event) error {
-	s.calls = append(s.calls, "abandon")
+func (s *fakeStore) Abandon(context.Context, events.Event) error {
+	s.call("abandon")
 	if len(s.abandonErrs) == 0 {
 		return nil
 	}
@@ -45,24 +66,28 @@ func (s *fakeStore) AbandonNotification(context.Context, events.Event) error {
 	return err
 }
 
-func (s *fakeStore) CompleteNotification(context.Context, events.Event) error {
-	s.calls = append(s.calls, "complete")
+func (s *fakeStore) MarkUnknown(context.Context, events.Event, string) error {
+	s.call("unknown")
 	return nil
 }
 
-type fakeRecorder struct{ s *fakeStore }
-
-func (r *fakeRecorder) ClaimNotification(context.Context, events.Event, string, string, string, string) (notification.Claim, error) {
-	r.s.calls = append(r.s.calls, "claim")
-	return r.s.claim, nil
+// compact folds repeated calls: "record×3".
+func compact(calls []string) []string {
+	var out []string
+	for i := 0; i < len(calls); {
+		j := i
+		for j < len(calls) && calls[j] == calls[i] {
+			j++
+		}
+		if j-i > 1 {
+			out = append(out, fmt.Sprintf("%s×%d", calls[i], j-i))
+		} else {
+			out = append(out, calls[i])
+		}
+		i = j
+	}
+	return out
 }
-
-func (r *fakeRecorder) CompleteNotification(context.Context, events.Event) error {
-	r.s.calls = append(r.s.calls, "record")
-	return nil
-}
-
-func (r *fakeRecorder) Release() {}
 
 type fakeCatalog struct{}
 
@@ -74,17 +99,18 @@ func (fakeCatalog) Products(_ context.Context, skus []events.SKU) (map[events.SK
 	return out, nil
 }
 
-// fakeSender accepts (and calls accepted) unless refuse is set.
+// fakeSender accepts (and calls accepted) unless fail is set; sends counts
+// every message that reached the server, accepted or not.
 type fakeSender struct {
-	refuse error
-	sent   int
+	fail  error
+	sends int
 }
 
 func (f *fakeSender) Send(_ context.Context, _ mailer.Message, accepted func() error) error {
-	if f.refuse != nil {
-		return f.refuse
+	f.sends++
+	if f.fail != nil {
+		return f.fail
 	}
-	f.sent++
 	return accepted()
 }
 
@@ -100,71 +126,163 @@ func placed() events.Event {
 	}
 }
 
-func TestNotificationSteps(t *testing.T) {
-	refused := errors.New("smtp: 550 mailbox unavailable")
+// rules keeps the courier's bounded retries short in tests.
+var rules = notification.ClaimRules{TTL: 12 * time.Second, SendTimeout: time.Second, RecordFor: 300 * time.Millisecond, AbandonFor: 2 * time.Second}
+
+func risk(cause string) float64 {
+	return testutil.ToFloat64(metrics.EmailDuplicateRisk.WithLabelValues(cause))
+}
+
+func TestCourierSteps(t *testing.T) {
+	outcomeUnknown := fmt.Errorf("end data: %w: connection reset by peer", mailer.ErrOutcomeUnknown)
 	tests := []struct {
 		name      string
 		store     fakeStore
 		sender    fakeSender
 		wantErr   error // nil: success
+		wantAfter time.Duration
 		wantCalls []string
-		wantSent  int
+		wantRisk  string // the duplicate-risk cause counted, if any
 	}{
 		{
-			name:      "sent and recorded on the held connection",
-			wantCalls: []string{"reserve", "claim", "record"},
-			wantSent:  1,
+			name:      "sent and recorded",
+			wantCalls: []string{"claim", "record"},
 		},
 		{
-			// The drill's promotion found this: the claim was taken, then the
-			// connection for the record could not be had, and the give-back
-			// failed too, so the retry waited out the whole claim (2 min).
-			// Reserving first leaves nothing to give back.
-			name:      "no connection: nothing claimed, nothing sent",
-			store:     fakeStore{reserveErr: errDown},
+			name:      "no database: nothing claimed, nothing sent",
+			store:     fakeStore{claimErr: errDown},
 			wantErr:   errDown,
-			wantCalls: []string{"reserve"},
+			wantCalls: []string{"claim"},
 		},
 		{
 			name:      "already sent: nothing sent again",
 			store:     fakeStore{claim: notification.AlreadySent},
-			wantCalls: []string{"reserve", "claim"},
+			wantCalls: []string{"claim"},
+		},
+		{
+			name:      "a live claim of another delivery: come back when it may be over",
+			store:     fakeStore{claimErr: &notification.ClaimedError{Remaining: 30 * time.Second}},
+			wantErr:   &notification.ClaimedError{},
+			wantAfter: 5 * time.Second,
+			wantCalls: []string{"claim"},
 		},
 		{
 			name:      "refused by the server: the claim is given back",
-			sender:    fakeSender{refuse: refused},
-			wantErr:   refused,
-			wantCalls: []string{"reserve", "claim", "abandon"},
+			sender:    fakeSender{fail: errRefused},
+			wantErr:   errRefused,
+			wantCalls: []string{"claim", "abandon"},
 		},
 		{
 			name:      "refused during a database blip: the give-back is retried until it lands",
 			store:     fakeStore{abandonErrs: []error{errDown, errDown}},
-			sender:    fakeSender{refuse: refused},
-			wantErr:   refused,
-			wantCalls: []string{"reserve", "claim", "abandon", "abandon", "abandon"},
+			sender:    fakeSender{fail: errRefused},
+			wantErr:   errRefused,
+			wantCalls: []string{"claim", "abandon×3"},
 		},
 		{
-			name:      "outcome unknown: the claim is kept, so no copy sends before it runs out",
-			sender:    fakeSender{refuse: mailer.ErrOutcomeUnknown},
+			name:      "outcome unknown: the claim is kept and marked, the message comes back after the lease",
+			sender:    fakeSender{fail: outcomeUnknown},
 			wantErr:   mailer.ErrOutcomeUnknown,
-			wantCalls: []string{"reserve", "claim"},
+			wantAfter: rules.TTL,
+			wantCalls: []string{"claim", "unknown"},
+			wantRisk:  "outcome_unknown",
+		},
+		{
+			name:      "accepted but the record keeps failing: counted, the claim is kept",
+			store:     fakeStore{recordErrs: []error{errDown}},
+			wantErr:   errDown,
+			wantAfter: rules.TTL,
+			wantRisk:  "unrecorded",
+		},
+		{
+			name:      "a claim that ran out unrecorded is taken over: counted",
+			store:     fakeStore{claim: notification.TakenOver},
+			wantCalls: []string{"claim", "record"},
+			wantRisk:  "takeover",
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := notification.New(&tt.store, fakeCatalog{}, &tt.sender, notification.Config{}, nil)
-			err := h.Handle(context.Background(), placed())
+			var logged bytes.Buffer
+			log := slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			courier, err := notification.NewCourier(&tt.store, &tt.sender, rules, log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := risk(tt.wantRisk)
+			err = notification.New(fakeCatalog{}, courier, notification.Config{}).Handle(context.Background(), placed())
 			switch {
 			case tt.wantErr == nil && err != nil:
 				t.Fatalf("Handle: %v", err)
-			case tt.wantErr != nil && !errors.Is(err, tt.wantErr):
+			case tt.wantErr != nil && !errors.Is(err, tt.wantErr) && !errors.As(err, new(*notification.ClaimedError)):
 				t.Fatalf("Handle = %v, want an error wrapping %v", err, tt.wantErr)
 			}
-			if !slices.Equal(tt.store.calls, tt.wantCalls) {
-				t.Errorf("store calls %s, want %s", strings.Join(tt.store.calls, ", "), strings.Join(tt.wantCalls, ", "))
+			if after, ok := worker.RetryAfterDelay(err); ok != (tt.wantAfter > 0) || after != tt.wantAfter {
+				t.Errorf("retry after %v (%v), want %v", after, ok, tt.wantAfter)
 			}
-			if tt.sender.sent != tt.wantSent {
-				t.Errorf("sent %d, want %d", tt.sender.sent, tt.wantSent)
+			if tt.wantCalls != nil && !slices.Equal(compact(tt.store.calls), tt.wantCalls) {
+				t.Errorf("store calls %s, want %s", strings.Join(compact(tt.store.calls), ", "), strings.Join(tt.wantCalls, ", "))
+			}
+			if tt.sender.sends > 1 {
+				t.Errorf("the server saw %d sends, want at most 1", tt.sender.sends)
+			}
+			if tt.wantRisk != "" {
+				if got := risk(tt.wantRisk) - before; got != 1 {
+					t.Errorf("orderpipe_email_duplicate_risk_total{cause=%q} grew by %v, want 1", tt.wantRisk, got)
+				}
+				if !strings.Contains(logged.String(), "level=WARN") {
+					t.Errorf("no warning logged for a duplicate risk:\n%s", logged.String())
+				}
+			}
+		})
+	}
+}
+
+var errRefused = errors.New("smtp: 550 mailbox unavailable")
+
+// TestOutcomeUnknownIsNotResentInProcess: the worker's in-process retry
+// (handlers.Resilient) must not send again an email whose outcome is
+// unknown: the same delivery would re-enter its own claim and send a
+// second copy, uncounted.
+func TestOutcomeUnknownIsNotResentInProcess(t *testing.T) {
+	store := &fakeStore{}
+	sender := &fakeSender{fail: fmt.Errorf("end data: %w: EOF", mailer.ErrOutcomeUnknown)}
+	courier, err := notification.NewCourier(store, sender, rules, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := handlers.Resilient(notification.Name, resilience.RetryPolicy{Tries: 3, Initial: time.Millisecond},
+		notification.New(fakeCatalog{}, courier, notification.Config{}).Handle)
+	err = h(context.Background(), placed())
+	if !errors.Is(err, mailer.ErrOutcomeUnknown) {
+		t.Fatalf("Handle = %v, want the unknown outcome", err)
+	}
+	if sender.sends != 1 {
+		t.Errorf("the server saw %d sends of one email from one delivery, want 1", sender.sends)
+	}
+}
+
+func TestClaimRulesValidate(t *testing.T) {
+	tests := []struct {
+		name  string
+		rules notification.ClaimRules
+		ok    bool
+	}{
+		{"defaults", notification.ClaimRules{}, true},
+		{"the shortest claim for a 1s send", notification.ClaimRules{TTL: 11 * time.Second, SendTimeout: time.Second}, true},
+		{"claim at the send timeout", notification.ClaimRules{TTL: 10 * time.Second, SendTimeout: 10 * time.Second}, false},
+		{"claim below send + record + margin", notification.ClaimRules{TTL: 19 * time.Second, SendTimeout: 10 * time.Second}, false},
+		{"explicit record window too long for the claim", notification.ClaimRules{TTL: time.Minute, SendTimeout: 10 * time.Second, RecordFor: 50 * time.Second}, false},
+		{"explicit record window that fits", notification.ClaimRules{TTL: time.Minute, SendTimeout: 10 * time.Second, RecordFor: 40 * time.Second}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.rules.Validate()
+			if (err == nil) != tt.ok {
+				t.Fatalf("Validate() = %v, want ok=%v", err, tt.ok)
+			}
+			if err != nil && (!strings.Contains(err.Error(), "EMAIL_CLAIM_TTL") || !strings.Contains(err.Error(), "SMTP_TIMEOUT")) {
+				t.Errorf("the error does not name the variables: %v", err)
 			}
 		})
 	}

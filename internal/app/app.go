@@ -15,7 +15,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -51,6 +50,10 @@ type Config struct {
 	ProductCacheTTL time.Duration
 	SMTP            mailer.Config
 	Notification    notification.Config
+	// EmailClaimTTL is the lease of an email claim; zero takes
+	// notification.ClaimTTLDefault. It must outlast SMTP.Timeout by the
+	// record window and a margin (notification.ClaimRules.Validate).
+	EmailClaimTTL time.Duration
 	// Consumer is the template for every queue's consumer: Name, QueueURL,
 	// DLQURL and VisibilityTimeout are filled per queue.
 	Consumer worker.Config
@@ -69,20 +72,18 @@ type Config struct {
 	MetricsAddr string
 }
 
-// AWSConfig loads the default AWS configuration (environment, shared files,
-// ECS task role). With an endpoint (an emulator) and no credentials in the
-// environment, it uses static dummy credentials, which emulators accept.
-func AWSConfig(ctx context.Context, region, endpoint string, haveKeys bool) (aws.Config, error) {
-	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithRegion(region)}
-	if endpoint != "" && !haveKeys {
-		opts = append(opts, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")))
-	}
+// AWSConfig loads the default AWS configuration for region: the SDK reads
+// its own environment (AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_SQS/_SNS
+// included), shared files and the default credential chain (the ECS task
+// role). Nothing points at an emulator unless that environment does, as
+// `scripts/stack.sh env` does; optFns pass straight through (the tests'
+// defaults in internal/testenv). It makes no network call: credentials are
+// retrieved on first use.
+func AWSConfig(ctx context.Context, region string, optFns ...func(*awsconfig.LoadOptions) error) (aws.Config, error) {
+	opts := append([]func(*awsconfig.LoadOptions) error{awsconfig.WithRegion(region)}, optFns...)
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("load AWS config: %w", err)
-	}
-	if endpoint != "" {
-		cfg.BaseEndpoint = aws.String(endpoint)
 	}
 	return cfg, nil
 }
@@ -126,13 +127,15 @@ func Run(ctx context.Context, cfg Config) error {
 	defer smtpBreaker.Close()
 	sender := &breakerSender{b: smtpBreaker, next: mail}
 	keys := store.NewKeys(rdb, cfg.IdemLease, cfg.IdemRetention)
-	ncfg := cfg.Notification
-	ncfg.RecordFor = recordFor(scfg.EmailClaimTTL, cfg.SMTP.Timeout)
+	courier, err := notification.NewCourier(db.EmailClaims(), sender, cfg.EmailClaim(), log)
+	if err != nil {
+		return err
+	}
 	products := store.NewProductCache(rdb, db, cfg.ProductCacheTTL)
 	funcs := map[string]handlers.EventFunc{
 		billing.Name:      billing.New(db, products).Handle,
 		inventory.Name:    inventory.New(db, products).Handle,
-		notification.Name: notification.New(db, products, sender, ncfg, log).Handle,
+		notification.Name: notification.New(products, courier, cfg.Notification).Handle,
 	}
 	// Consumers receive only while the dependencies their handler needs are
 	// up: messages wait in the queue through an outage instead of burning
@@ -149,7 +152,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	if !cfg.NoRelay {
-		g.Go(func() error { relay(gctx, db, pub, log); return nil })
+		snsBreaker := newSNSBreaker(log)
+		defer snsBreaker.Close()
+		g.Go(func() error { relay(gctx, db, pub, snsBreaker, log); return nil })
 	}
 	if cfg.MetricsAddr != "" {
 		ready := readiness(db, rdb, smtpBreaker)
@@ -194,6 +199,8 @@ func newConsumer(client *sqs.Client, tmpl worker.Config, q topology.AppliedQueue
 	c.Gate = gate
 	c.Name, c.QueueURL, c.DLQURL = q.Handler, q.URL, q.DLQURL
 	c.VisibilityTimeout = time.Duration(q.VisibilityTimeoutSeconds) * time.Second
+	// What a dead letter must keep to be understood and redriven.
+	c.DeadLetterKeepAttributes = []string{events.AttrEventType, events.AttrSchemaVersion, "traceparent"}
 	c.Logger = log
 	return worker.New(client, h, c)
 }
@@ -307,14 +314,8 @@ func (s *breakerSender) Send(ctx context.Context, m mailer.Message, accepted fun
 	return recordErr
 }
 
-// recordFor is how long the notification handler may try to record an
-// accepted email: what the claim leaves after the send, with a margin.
-func recordFor(claimTTL, smtpTimeout time.Duration) time.Duration {
-	if claimTTL <= 0 {
-		claimTTL = store.EmailClaimTTLDefault
-	}
-	if smtpTimeout <= 0 {
-		smtpTimeout = mailer.TimeoutDefault
-	}
-	return max(min(claimTTL-smtpTimeout-20*time.Second, notification.RecordForDefault), 5*time.Second)
+// EmailClaim is the email claim's timing: its lease, and the SMTP timeout
+// it must outlast.
+func (cfg Config) EmailClaim() notification.ClaimRules {
+	return notification.ClaimRules{TTL: cfg.EmailClaimTTL, SendTimeout: cfg.SMTP.Timeout}
 }

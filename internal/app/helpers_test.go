@@ -35,10 +35,10 @@ type stack struct {
 	pub    *events.Publisher
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t *testing.T, adjust ...func(*topology.Topology)) *stack {
 	t.Helper()
 	env := testenv.Open(t, "app")
-	top, ap := env.Topology(t)
+	top, ap := env.Topology(t, adjust...)
 	pub, err := events.NewPublisher(sns.NewFromConfig(env.AWS), events.PublisherConfig{TopicARN: ap.TopicARN})
 	if err != nil {
 		t.Fatal(err)
@@ -224,6 +224,16 @@ func (s *stack) waitProcessedWithin(t *testing.T, timeout time.Duration, want ma
 		}
 		return nil
 	})
+}
+
+// visibility sets every queue's visibility timeout: a killed worker's
+// messages come back after it, so tests that kill keep it short.
+func visibility(seconds int) func(*topology.Topology) {
+	return func(top *topology.Topology) {
+		for i := range top.Queues {
+			top.Queues[i].VisibilityTimeoutSeconds = seconds
+		}
+	}
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -79,7 +78,7 @@ func (s *stack) startProcess(t *testing.T, name string, extra ...string) *proc {
 		"SMTP_ADDR="+testenv.SMTPAddr,
 		// Short leases, so that a killed worker's work is taken over within
 		// the test's patience; production keeps the defaults.
-		"EMAIL_CLAIM_TTL=40s", "IDEMPOTENCY_LEASE=10s",
+		"SMTP_TIMEOUT=2s", "EMAIL_CLAIM_TTL=12s", "IDEMPOTENCY_LEASE=10s",
 		"WORKER_WAIT_TIME=1s", "WORKER_SHUTDOWN_TIMEOUT=10s",
 		"METRICS_ADDR=",
 	)
@@ -95,6 +94,9 @@ func (s *stack) startProcess(t *testing.T, name string, extra ...string) *proc {
 		if t.Failed() {
 			b, err := os.ReadFile(p.log)
 			t.Logf("%s log (%d bytes, %v), warnings and errors:\n%s", name, len(b), err, warnings(b))
+			if os.Getenv("ORDERPIPE_TEST_FULL_LOG") == "1" {
+				t.Logf("%s", b)
+			}
 		}
 	})
 	return p
@@ -171,15 +173,15 @@ func (s *stack) waitBilled(t *testing.T, n int64) {
 // and emailed once, and nothing is left in the queues or DLQs.
 func (s *stack) assertExactlyOnce(t *testing.T, orders int) {
 	t.Helper()
-	s.assertOnce(t, orders, func() int { return 0 })
+	s.assertOnce(t, orders, func() (int, error) { return 0, nil })
 }
 
 // assertOnce is assertExactlyOnce allowing extra emails, as many as
 // mayRepeat says were sent again after a worker died in the window between
 // the SMTP server's acceptance and the record (see package notification).
-func (s *stack) assertOnce(t *testing.T, orders int, mayRepeat func() int) {
+func (s *stack) assertOnce(t *testing.T, orders int, mayRepeat func() (int, error)) {
 	t.Helper()
-	testenv.Eventually(t, 3*time.Minute, func() error {
+	testenv.Eventually(t, time.Minute, func() error {
 		for h := range all3(0) {
 			if got := s.queryInt(t, `SELECT count(*) FROM processed_events WHERE handler = $1 AND order_id LIKE $2`, h, s.prefix+"%"); got != int64(orders) {
 				return fmt.Errorf("%s processed %d events, want %d", h, got, orders)
@@ -204,7 +206,10 @@ func (s *stack) assertOnce(t *testing.T, orders int, mayRepeat func() int) {
 		if mails, err = testenv.MailCount(context.Background(), s.emailDomain()); err != nil {
 			return err
 		}
-		if repeats = mayRepeat(); mails < orders || mails > orders+repeats {
+		if repeats, err = mayRepeat(); err != nil {
+			return err
+		}
+		if mails < orders || mails > orders+repeats {
 			return fmt.Errorf("emails in Mailpit = %d, want %d (+ at most %d sent again after a crash in the window)", mails, orders, repeats)
 		}
 		return nil
@@ -223,48 +228,14 @@ func (s *stack) publishOrders(t *testing.T, n int, tag string) {
 	s.publish(t, evs...)
 }
 
-// TestSIGTERMUnderLoadDrainsAndExitsZero stops a worker with SIGTERM while
-// it works through a backlog, as ECS does on a deploy: it exits 0 within its
-// shutdown timeout, and a second worker finishes the rest, every order
-// exactly once.
-func TestSIGTERMUnderLoadDrainsAndExitsZero(t *testing.T) {
-	t.Parallel()
-	s := newStack(t)
-	s.addProducts(t, catalog.Product{SKU: "TEE", Name: "T-shirt", Price: 2500, Stock: 100_000})
-	const orders = 300
-	a := s.startProcess(t, "worker-a")
-	s.publishOrders(t, orders, "term")
-	s.waitBilled(t, 30)
-
-	stopped := time.Now()
-	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-a.done:
-		a.done <- err // for the cleanup
-		if err != nil {
-			t.Fatalf("worker exited with %v after SIGTERM, want 0", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("worker still running 15s after SIGTERM (shutdown timeout 10s)")
-	}
-	took := time.Since(stopped)
-	atStop := s.billed(t)
-	t.Logf("worker exited 0 %s after SIGTERM, %d of %d orders billed", took.Round(time.Millisecond), atStop, orders)
-
-	s.startProcess(t, "worker-b")
-	s.assertExactlyOnce(t, orders)
-}
-
 // TestSIGKILLOfOneOfThreeWorkers kills one of three workers outright, as a
 // spot interruption would: its in-flight messages come back when their
 // visibility runs out and every order is still handled exactly once.
 func TestSIGKILLOfOneOfThreeWorkers(t *testing.T) {
 	t.Parallel()
-	s := newStack(t)
+	s := newStack(t, visibility(5)) // the killed worker's messages come back within seconds
 	s.addProducts(t, catalog.Product{SKU: "TEE", Name: "T-shirt", Price: 2500, Stock: 100_000})
-	const orders = 600
+	const orders = 200
 	var ps []*proc
 	var survivors []string
 	for i := range 3 {
@@ -275,7 +246,7 @@ func TestSIGKILLOfOneOfThreeWorkers(t *testing.T) {
 		}
 	}
 	s.publishOrders(t, orders, "kill")
-	s.waitBilled(t, 60)
+	s.waitBilled(t, 20)
 	if err := ps[0].cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -283,17 +254,16 @@ func TestSIGKILLOfOneOfThreeWorkers(t *testing.T) {
 	// Billing and inventory exactly once; email exactly once except an
 	// email the dead worker had sent and not yet recorded (one database
 	// round trip), which its successor sends again and counts.
-	s.assertOnce(t, orders, func() int {
+	s.assertOnce(t, orders, func() (int, error) {
 		n := 0.0
 		for _, addr := range survivors {
 			m, err := scrape("http://" + addr + "/metrics")
 			if err != nil {
-				t.Logf("scrape %s: %v", addr, err)
-				continue
+				return 0, fmt.Errorf("scrape %s: %w", addr, err)
 			}
 			n += m[`orderpipe_email_duplicate_risk_total{cause="takeover"}`]
 		}
-		return int(n)
+		return int(n), nil
 	})
 }
 

@@ -3,52 +3,107 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/orderpipe/orderpipe/events"
 	"github.com/orderpipe/orderpipe/metrics"
+	"github.com/orderpipe/orderpipe/resilience"
 	"github.com/orderpipe/orderpipe/store"
 )
 
-// relayIdle is how long the relay sleeps when the outbox is empty (or
-// another worker holds it).
-const relayIdle = 200 * time.Millisecond
+// Outbox relay timing. Every wait of the relay is bounded by one of these.
+const (
+	// relayIdle is how long the relay sleeps when the outbox is empty.
+	relayIdle = 200 * time.Millisecond
+	// relayFailingWait is how long it sleeps after a failure.
+	relayFailingWait = time.Second
+	// relayBatch is how many rows one relay step publishes (one SNS
+	// PublishBatch).
+	relayBatch = 10
+	// publishTimeout bounds one publish of a batch, the SDK's retries
+	// included.
+	publishTimeout = 10 * time.Second
+	// relayLease is how long a relay holds the rows it publishes: a relay
+	// that died mid-publish leaves them to another after this.
+	relayLease = 3 * publishTimeout
+	// bookkeepingTimeout bounds marking rows sent or giving them back.
+	bookkeepingTimeout = 5 * time.Second
+)
+
+// newSNSBreaker is the relay's own circuit breaker: SNS failing says nothing
+// about the database, so it must not count against the database's breaker
+// (which would stop every consumer).
+func newSNSBreaker(log *slog.Logger) *resilience.Breaker {
+	return resilience.NewBreaker(resilience.BreakerConfig{
+		Name: "sns", Failures: 5, OpenFor: 5 * time.Second, Logger: log,
+		Effect: "the outbox relay pauses; compensations wait in the outbox",
+	})
+}
 
 // relay publishes the outbox to the topic until ctx is done. Every worker
-// runs one; the advisory lock lets one at a time through, so the outbox goes
-// out in order and a dead relay's place is taken at once.
-func relay(ctx context.Context, db *store.DB, pub *events.Publisher, log *slog.Logger) {
+// runs one; concurrent relays lease different rows.
+func relay(ctx context.Context, db *store.DB, pub *events.Publisher, sns *resilience.Breaker, log *slog.Logger) {
 	failing := false
 	for {
-		n, err := db.RelayOutbox(ctx, 10, func(msgs []store.OutboxMessage) error {
-			raw := make([]events.RawMessage, len(msgs))
-			for i, m := range msgs {
-				raw[i] = events.RawMessage{Body: m.Body, EventType: m.EventType, SchemaVersion: events.SchemaVersion}
-			}
-			_, err := pub.PublishRaw(ctx, raw)
-			return err
-		})
+		n, err := relayOnce(ctx, db, pub, sns)
+		wait := relayIdle
 		switch {
 		case ctx.Err() != nil:
 			return
-		case err != nil && !errors.Is(err, store.ErrRelayBusy):
+		case err != nil:
 			if !failing {
 				log.Warn("outbox relay failing; unsent events wait in the outbox", "err", err)
 			}
-			failing = true
-		case err == nil && failing:
+			failing, wait = true, relayFailingWait
+		case failing:
 			log.Info("outbox relay publishing again")
 			failing = false
 		}
 		if n > 0 {
-			metrics.OutboxPublished.Add(float64(n))
 			continue
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(relayIdle):
+		case <-time.After(wait):
 		}
 	}
+}
+
+// relayOnce leases a batch, publishes it through the SNS breaker within
+// publishTimeout, and marks it sent; it returns how many rows it published.
+func relayOnce(ctx context.Context, db *store.DB, pub *events.Publisher, sns *resilience.Breaker) (int, error) {
+	msgs, err := db.LeaseOutbox(ctx, relayBatch, relayLease)
+	if err != nil || len(msgs) == 0 {
+		return 0, err
+	}
+	ids := make([]int64, len(msgs))
+	raw := make([]events.RawMessage, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.ID
+		raw[i] = events.RawMessage{Body: m.Body, EventType: m.EventType, SchemaVersion: events.SchemaVersion}
+	}
+	err = sns.Do(func() error {
+		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+		defer cancel()
+		_, err := pub.PublishRaw(pctx, raw)
+		return err
+	})
+	// Bookkeeping finishes even when ctx is cancelled, within its own bound.
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	if err != nil {
+		metrics.OutboxPublishFailures.Inc()
+		if rerr := db.ReleaseOutbox(bctx, ids); rerr != nil {
+			err = errors.Join(err, rerr) // the lease runs out instead
+		}
+		return 0, fmt.Errorf("publish %d outbox events: %w", len(msgs), err)
+	}
+	if err := db.MarkOutboxSent(bctx, ids); err != nil {
+		return 0, fmt.Errorf("published, but will publish again after the lease: %w", err)
+	}
+	metrics.OutboxPublished.Add(float64(len(msgs)))
+	return len(msgs), nil
 }

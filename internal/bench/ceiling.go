@@ -51,10 +51,14 @@ func (b *Bench) ceiling(ctx context.Context, d time.Duration) (RunResult, error)
 	if err != nil {
 		return res, err
 	}
+	courier, err := notification.NewCourier(db.EmailClaims(), mail, notification.ClaimRules{}, quiet)
+	if err != nil {
+		return res, err
+	}
 	fns := []handlers.EventFunc{
 		billing.New(db, db).Handle,
 		inventory.New(db, db).Handle,
-		notification.New(db, db, mail, notification.Config{}, quiet).Handle,
+		notification.New(db, courier, notification.Config{}).Handle,
 	}
 	conns := SampleConns(b.s.Admin, b.s.Cfg.DBName, 100*time.Millisecond)
 	cpu := b.cpuProbe(0)

@@ -90,10 +90,15 @@ func (b *Bench) workerHandlers(ctx context.Context) (map[string]worker.Handler, 
 		return nil, nil, err
 	}
 	keys, products := store.NewKeys(rdb, 0, 0), store.NewProductCache(rdb, db, 0)
+	courier, err := notification.NewCourier(db.EmailClaims(), mail, notification.ClaimRules{}, quiet)
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
 	fns := map[string]handlers.EventFunc{
 		billing.Name:      billing.New(db, products).Handle,
 		inventory.Name:    inventory.New(db, products).Handle,
-		notification.Name: notification.New(db, products, mail, notification.Config{}, quiet).Handle,
+		notification.Name: notification.New(products, courier, notification.Config{}).Handle,
 	}
 	hs := map[string]worker.Handler{}
 	for name, fn := range fns {

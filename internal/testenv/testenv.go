@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/uuid"
@@ -80,7 +82,9 @@ func Open(t testing.TB, name string) *Env {
 func setup(name string) (*Env, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	dbName := "orderpipe_test_" + name
+	// ORDERPIPE_TEST_DB_SUFFIX keeps two runs of one package (two
+	// checkouts, say) out of each other's database.
+	dbName := "orderpipe_test_" + name + os.Getenv("ORDERPIPE_TEST_DB_SUFFIX")
 	admin, err := pgx.Connect(ctx, AdminDatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
@@ -112,21 +116,37 @@ func setup(name string) (*Env, error) {
 	if err := e.DB.Migrate(ctx, discardLogger()); err != nil {
 		return nil, err
 	}
-	if e.AWS, err = app.AWSConfig(ctx, Region, Endpoint, os.Getenv("AWS_ACCESS_KEY_ID") != ""); err != nil {
+	if e.AWS, err = app.AWSConfig(ctx, Region, Emulator()...); err != nil {
 		return nil, err
 	}
 	return e, nil
 }
 
+// Emulator is the tests' AWS default: the emulator at Endpoint, with the
+// dummy credentials emulators accept unless the environment has keys. The
+// binaries have no such default (they go to AWS); a test that starts one
+// passes AWS_ENDPOINT_URL and keys in its environment.
+func Emulator() []func(*awsconfig.LoadOptions) error {
+	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithBaseEndpoint(Endpoint)}
+	if os.Getenv("AWS_ACCESS_KEY_ID") == "" {
+		opts = append(opts, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")))
+	}
+	return opts
+}
+
 // Prefix returns a fresh name prefix for one test's resources.
 func Prefix() string { return "t" + strings.ReplaceAll(uuid.NewString()[:8], "-", "") + "-" }
 
-// Topology applies a fresh, prefixed copy of the declared topology and
-// deletes it when the test ends.
-func (e *Env) Topology(t testing.TB) (topology.Topology, topology.Applied) {
+// Topology applies a fresh, prefixed copy of the declared topology, changed
+// by adjust (shorter visibility timeouts, say) if given, and deletes it
+// when the test ends.
+func (e *Env) Topology(t testing.TB, adjust ...func(*topology.Topology)) (topology.Topology, topology.Applied) {
 	t.Helper()
 	ctx := context.Background()
 	top := topology.Default().WithPrefix(Prefix())
+	for _, a := range adjust {
+		a(&top)
+	}
 	snsc, sqsc := sns.NewFromConfig(e.AWS), sqs.NewFromConfig(e.AWS)
 	ap, err := topology.Apply(ctx, snsc, sqsc, top)
 	if err != nil {

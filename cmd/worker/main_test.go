@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/orderpipe/orderpipe/store"
+)
+
+// lookupMap is an env.LookupFunc over a map.
+func lookupMap(vars map[string]string) func(string) (string, bool) {
+	return func(name string) (string, bool) { v, ok := vars[name]; return v, ok }
+}
+
+// hermeticAWS empties the process environment of what the AWS SDK (which
+// reads the process environment, not load's lookup) and pgx would pick up
+// from the test's own environment (`scripts/stack.sh env` exports the
+// emulator's endpoint and keys), for the duration of the test.
+func hermeticAWS(t *testing.T) {
+	t.Helper()
+	for _, k := range []string{
+		"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_SNS", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+		"AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_WEB_IDENTITY_TOKEN_FILE",
+		"AWS_ROLE_ARN", "AWS_EC2_METADATA_DISABLED",
+		"PGSSLMODE", "PGSSLROOTCERT", "PGPASSWORD", "PGPASSFILE", "PGSERVICE", "PGHOST", "PGPORT", "PGUSER",
+	} {
+		t.Setenv(k, "") // restores the original when the test ends
+		os.Unsetenv(k)
+	}
+	dir := t.TempDir()
+	t.Setenv("AWS_CONFIG_FILE", dir+"/config")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", dir+"/credentials")
+}
+
+// TestIdempotencyLeaseBelowTheRenewalFloorIsRefused: the renewal ticker
+// runs every third of the lease, so a lease under 3ns would panic a
+// goroutine, and one under 3 x REDIS_TIMEOUT expires while a renewal is
+// still allowed to be in flight.
+func TestIdempotencyLeaseBelowTheRenewalFloorIsRefused(t *testing.T) {
+	hermeticAWS(t)
+	tests := []struct {
+		name    string
+		vars    map[string]string
+		wantErr bool
+	}{
+		{"1ns", map[string]string{"IDEMPOTENCY_LEASE": "1ns"}, true},
+		{"2ns", map[string]string{"IDEMPOTENCY_LEASE": "2ns"}, true},
+		{"under a second", map[string]string{"IDEMPOTENCY_LEASE": "999ms", "REDIS_TIMEOUT": "100ms"}, true},
+		{"under 3 x REDIS_TIMEOUT", map[string]string{"IDEMPOTENCY_LEASE": "5s", "REDIS_TIMEOUT": "2s"}, true},
+		{"3 x REDIS_TIMEOUT", map[string]string{"IDEMPOTENCY_LEASE": "6s", "REDIS_TIMEOUT": "2s"}, false},
+		{"the defaults", map[string]string{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := load(lookupMap(tt.vars)).check(context.Background())
+			if !tt.wantErr {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "IDEMPOTENCY_LEASE") {
+				t.Fatalf("check() = %v, want a refusal naming IDEMPOTENCY_LEASE", err)
+			}
+		})
+	}
+}
+
+// TestDefaultsGoToAWSNotTheEmulator: with nothing set, the worker talks to
+// AWS's own endpoints with the default credential chain; only the SDK's own
+// variables point it at an emulator.
+func TestDefaultsGoToAWSNotTheEmulator(t *testing.T) {
+	hermeticAWS(t)
+	w := load(lookupMap(nil))
+	if err := w.check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if ep := w.cfg.AWS.BaseEndpoint; ep != nil {
+		t.Errorf("BaseEndpoint = %q with nothing set, want none (AWS's own endpoints)", *ep)
+	}
+	if aws.IsCredentialsProvider(w.cfg.AWS.Credentials, (*credentials.StaticCredentialsProvider)(nil)) {
+		t.Errorf("credentials are a static provider with nothing set, want the default chain")
+	}
+
+	t.Setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+	w = load(lookupMap(nil))
+	if err := w.check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if ep := aws.ToString(w.cfg.AWS.BaseEndpoint); ep != "http://127.0.0.1:4566" {
+		t.Errorf("BaseEndpoint = %q with AWS_ENDPOINT_URL set, want the SDK to have read it", ep)
+	}
+}
+
+// taskDefinition is the part of deploy/ecs/task-definition.json the tests read.
+type taskDefinition struct {
+	ContainerDefinitions []struct {
+		Name        string
+		Environment []struct{ Name, Value string }
+		Secrets     []struct{ Name, ValueFrom string }
+	}
+}
+
+func readTaskDefinition(t *testing.T) taskDefinition {
+	t.Helper()
+	b, err := os.ReadFile("../../deploy/ecs/task-definition.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var td taskDefinition
+	if err := json.Unmarshal(b, &td); err != nil {
+		t.Fatalf("task definition: %v", err)
+	}
+	if len(td.ContainerDefinitions) != 1 {
+		t.Fatalf("%d containers, want the worker alone", len(td.ContainerDefinitions))
+	}
+	return td
+}
+
+// TestTaskDefinitionPassesTheWorkersCheck feeds the sample ECS task's
+// environment (its secrets as placeholders) through the worker's own
+// configuration check: the image must be able to start with it. The IAM
+// token source is built but must not fetch credentials during the check;
+// the test stands in for the ECS credential endpoint and counts.
+func TestTaskDefinitionPassesTheWorkersCheck(t *testing.T) {
+	hermeticAWS(t)
+	td := readTaskDefinition(t)
+	vars := map[string]string{}
+	for _, v := range td.ContainerDefinitions[0].Environment {
+		vars[v.Name] = v.Value
+	}
+	for _, s := range td.ContainerDefinitions[0].Secrets {
+		vars[s.Name] = "placeholder-" + strings.ToLower(s.Name)
+	}
+	for name, val := range vars {
+		if strings.HasPrefix(name, "AWS_ENDPOINT_URL") {
+			t.Errorf("the task sets %s=%q; in AWS the SDK's own endpoints are the default", name, val)
+		}
+	}
+	if vars["DB_PROXY"] != store.ProxyRDS || vars["DB_IAM_AUTH"] != "true" {
+		t.Fatalf("DB_PROXY=%q DB_IAM_AUTH=%q, want rds-proxy with IAM", vars["DB_PROXY"], vars["DB_IAM_AUTH"])
+	}
+
+	var fetches atomic.Int32
+	ecsCreds := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fetches.Add(1)
+		_ = json.NewEncoder(w).Encode(map[string]string{
+			"AccessKeyId": "ASIAEXAMPLE", "SecretAccessKey": "example", "Token": "example",
+			"Expiration": time.Now().Add(time.Hour).UTC().Format(time.RFC3339),
+		})
+	}))
+	defer ecsCreds.Close()
+	t.Setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", ecsCreds.URL+"/v2/credentials")
+
+	ctx := context.Background()
+	w := load(lookupMap(vars))
+	if err := w.check(ctx); err != nil {
+		t.Fatalf("the task definition's environment is refused: %v", err)
+	}
+	if ep := w.cfg.AWS.BaseEndpoint; ep != nil {
+		t.Errorf("BaseEndpoint = %q, want AWS's own", *ep)
+	}
+	if w.cfg.Store.IAM == nil || w.cfg.Store.Proxy != store.ProxyRDS {
+		t.Fatalf("store config has IAM %v, proxy %q; want IAM behind rds-proxy", w.cfg.Store.IAM != nil, w.cfg.Store.Proxy)
+	}
+	if n := fetches.Load(); n != 0 {
+		t.Fatalf("the check fetched credentials %d times, want none", n)
+	}
+	pc, err := store.PoolConfig(w.cfg.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tc := pc.ConnConfig.TLSConfig; tc == nil || tc.InsecureSkipVerify || tc.RootCAs == nil || len(pc.ConnConfig.Fallbacks) != 0 {
+		t.Fatalf("TLS config %+v with %d fallbacks, want verify-full against the system roots", tc, len(pc.ConnConfig.Fallbacks))
+	}
+	// The token source uses the default chain, the task role on ECS.
+	token, err := w.cfg.Store.IAM.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fetches.Load() != 1 || !strings.HasPrefix(token, pc.ConnConfig.Host+":5432") {
+		t.Errorf("after one token: %d credential fetches, token for %.40q; want one fetch and a token for the proxy", fetches.Load(), token)
+	}
+}
