@@ -1,10 +1,15 @@
 // Package dlq inspects and redrives dead-lettered messages: the ones the
 // worker moved at once (with orderpipe_dlq_* attributes saying why) and the
 // ones SQS moved after maxReceiveCount receives.
+//
+// Everything in a Letter came from a message and may hold what a producer
+// put there, control characters included: print it through Printable or
+// PrintableJSON.
 package dlq
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -17,12 +22,22 @@ import (
 	"github.com/orderpipe/orderpipe/worker"
 )
 
+// SQSAPI is the part of the SQS client this package uses.
+type SQSAPI interface {
+	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
+	SendMessage(ctx context.Context, in *sqs.SendMessageInput, opts ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
+	DeleteMessage(ctx context.Context, in *sqs.DeleteMessageInput, opts ...func(*sqs.Options)) (*sqs.DeleteMessageOutput, error)
+	ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error)
+	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, opts ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
+}
+
 // Letter is one dead-lettered message.
 type Letter struct {
 	ID           string
 	Reason       string // orderpipe_dlq_reason, or ReasonMaxReceives
 	Error        string
 	ReceiveCount string
+	SourceQueue  string // orderpipe_dlq_source_queue
 	SentAt       time.Time
 	Body         string
 	Attributes   map[string]string // the message's own attributes (event_type, ...)
@@ -34,95 +49,132 @@ type Letter struct {
 // ReasonMaxReceives marks a message SQS moved after maxReceiveCount receives.
 const ReasonMaxReceives = "max_receive_count_exceeded"
 
-// holdFor is how long a listed or redriven message stays invisible to
-// others while this package works on it.
-const holdFor = 30
+const (
+	// holdFor is how long (s) a listed or redriven message stays invisible
+	// to others while this package works on it.
+	holdFor = 30
+	// receiveWait is each receive's long poll (s).
+	receiveWait = 1
+	// idleReceives: a walk ends after this many receives in a row brought
+	// no message it had not seen.
+	idleReceives = 2
+	// callTimeout bounds each SQS call.
+	callTimeout = 10 * time.Second
+)
 
-// List returns up to limit messages of the DLQ. They stay in it: each is
-// made visible again as soon as it has been read.
-func List(ctx context.Context, client *sqs.Client, dlqURL string, limit int) ([]Letter, error) {
+// Bounds of a walk.
+const (
+	// ListTimeout bounds List and Find.
+	ListTimeout = time.Minute
+	// RedriveTimeoutDefault bounds a redrive unless RedriveConfig.Timeout
+	// says otherwise.
+	RedriveTimeoutDefault = 10 * time.Minute
+	// RedriveMarginDefault is added to the DLQ's depth at the start to bound
+	// how many messages one redrive sends back.
+	RedriveMarginDefault = 10
+)
+
+// ErrDeadline is wrapped by the error of a walk that ran out of time.
+var ErrDeadline = errors.New("deadline reached")
+
+// List returns up to limit messages of the DLQ (0 for all, within
+// ListTimeout). They stay in it: each is made visible again when List
+// returns, on every path.
+func List(ctx context.Context, client SQSAPI, dlqURL string, limit int) ([]Letter, error) {
 	var out []Letter
-	err := walk(ctx, client, dlqURL, limit, func(l Letter) (bool, error) {
+	err := walk(ctx, client, dlqURL, time.Now().Add(ListTimeout), func(l Letter) (bool, bool, error) {
 		out = append(out, l)
-		return false, nil
+		return false, limit > 0 && len(out) >= limit, nil
 	})
 	return out, err
 }
 
-// Redrive sends the DLQ's messages that match back to sourceURL, with their
-// own attributes (the orderpipe_dlq_* ones dropped), and deletes each from
-// the DLQ only after its copy was sent: a failure between the two leaves a
-// duplicate, which the worker's idempotency absorbs, never a loss. It
-// returns how many it moved.
-func Redrive(ctx context.Context, client *sqs.Client, dlqURL, sourceURL string, match func(Letter) bool) (int, error) {
-	moved := 0
-	err := walk(ctx, client, dlqURL, 0, func(l Letter) (bool, error) {
-		if match != nil && !match(l) {
-			return false, nil
+// Find returns the DLQ's message with this id, if it is there; it stops
+// walking as soon as it has it.
+func Find(ctx context.Context, client SQSAPI, dlqURL, id string) (Letter, bool, error) {
+	var found *Letter
+	err := walk(ctx, client, dlqURL, time.Now().Add(ListTimeout), func(l Letter) (bool, bool, error) {
+		if l.ID == id {
+			found = &l
 		}
-		attrs := map[string]sqstypes.MessageAttributeValue{}
-		for k, v := range l.attrs {
-			if !strings.HasPrefix(k, "orderpipe_dlq_") {
-				attrs[k] = v
-			}
-		}
-		if _, err := client.SendMessage(ctx, &sqs.SendMessageInput{
-			QueueUrl: aws.String(sourceURL), MessageBody: aws.String(l.Body), MessageAttributes: attrs,
-		}); err != nil {
-			return false, fmt.Errorf("redrive %s: send: %w", l.ID, err)
-		}
-		if _, err := client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(dlqURL), ReceiptHandle: aws.String(l.receipt)}); err != nil {
-			return true, fmt.Errorf("redrive %s: sent, but not deleted from the DLQ (a duplicate the worker will absorb): %w", l.ID, err)
-		}
-		moved++
-		return true, nil
+		return false, found != nil, nil
 	})
-	return moved, err
+	if found == nil {
+		return Letter{}, false, err
+	}
+	return *found, true, err
 }
 
-// walk receives the DLQ's messages once each (up to limit; 0 for all) and
-// calls fn; messages fn did not consume are made visible again at the end.
-func walk(ctx context.Context, client *sqs.Client, dlqURL string, limit int, fn func(Letter) (consumed bool, err error)) error {
+// visitFunc sees one message of a walk. consumed says it was deleted from
+// the DLQ (else the walk makes it visible again at the end); stop ends the
+// walk.
+type visitFunc func(Letter) (consumed, stop bool, err error)
+
+// walk receives the DLQ's messages and calls fn once per message id, until
+// fn says stop, idleReceives receives in a row bring nothing new, or the
+// deadline passes. Every message it received and fn did not consume is made
+// visible again when it returns, whatever the path: those fn kept, those
+// received again after their hold ran out, and the rest of a batch after
+// fn stopped or failed.
+func walk(ctx context.Context, client SQSAPI, dlqURL string, deadline time.Time, fn visitFunc) (err error) {
 	seen := map[string]bool{}
-	var held []sqstypes.ChangeMessageVisibilityBatchRequestEntry
-	defer func() { releaseAll(client, dlqURL, held) }()
-	for empty := 0; empty < 2; {
-		out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-			QueueUrl: aws.String(dlqURL), MaxNumberOfMessages: 10, VisibilityTimeout: holdFor, WaitTimeSeconds: 1,
-			MessageAttributeNames:       []string{"All"},
-			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameSentTimestamp},
-		})
-		if err != nil {
-			return fmt.Errorf("read %s: %w", dlqURL, err)
+	var held []string // receipt handles to hand back
+	defer func() {
+		if rerr := release(client, dlqURL, held); rerr != nil {
+			err = errors.Join(err, rerr)
 		}
-		fresh := 0
-		for _, m := range out.Messages {
-			id := aws.ToString(m.MessageId)
-			if seen[id] {
+	}()
+	for idle := 0; idle < idleReceives; {
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("walk %s: %w after %d messages", dlqURL, ErrDeadline, len(seen))
+		}
+		msgs, err := receive(ctx, client, dlqURL)
+		if err != nil {
+			return err
+		}
+		fresh, stop := 0, false
+		var fnErr error
+		for _, m := range msgs {
+			id, receipt := aws.ToString(m.MessageId), aws.ToString(m.ReceiptHandle)
+			if stop || seen[id] {
+				held = append(held, receipt)
 				continue
 			}
-			seen[id], fresh = true, fresh+1
-			l := letter(m)
-			consumed, err := fn(l)
+			seen[id] = true
+			fresh++
+			consumed, s, err := fn(letter(m))
 			if !consumed {
-				held = append(held, sqstypes.ChangeMessageVisibilityBatchRequestEntry{
-					Id: aws.String(strconv.Itoa(len(held))), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0,
-				})
+				held = append(held, receipt)
 			}
-			if err != nil {
-				return err
-			}
-			if limit > 0 && len(seen) >= limit {
-				return nil
-			}
+			stop, fnErr = s || err != nil, err
+		}
+		if fnErr != nil {
+			return fnErr
+		}
+		if stop {
+			return nil
 		}
 		if fresh == 0 {
-			empty++
+			idle++
 		} else {
-			empty = 0
+			idle = 0
 		}
 	}
 	return nil
+}
+
+func receive(ctx context.Context, client SQSAPI, dlqURL string) ([]sqstypes.Message, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+		QueueUrl: aws.String(dlqURL), MaxNumberOfMessages: 10, VisibilityTimeout: holdFor, WaitTimeSeconds: receiveWait,
+		MessageAttributeNames:       []string{"All"},
+		MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameSentTimestamp},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", dlqURL, err)
+	}
+	return out.Messages, nil
 }
 
 func letter(m sqstypes.Message) Letter {
@@ -138,6 +190,7 @@ func letter(m sqstypes.Message) Letter {
 		case worker.AttrDLQReceiveCount:
 			l.ReceiveCount = s
 		case worker.AttrDLQSourceQueue:
+			l.SourceQueue = s
 		default:
 			l.Attributes[k] = s
 		}
@@ -148,12 +201,32 @@ func letter(m sqstypes.Message) Letter {
 	return l
 }
 
-func releaseAll(client *sqs.Client, url string, entries []sqstypes.ChangeMessageVisibilityBatchRequestEntry) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+// release makes the held messages visible again. A receipt SQS no longer
+// knows (the message was received again, or deleted) has nothing to
+// release; any other failure is returned: those messages come back when
+// their hold runs out.
+func release(client SQSAPI, url string, receipts []string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	for len(entries) > 0 {
-		n := min(len(entries), 10)
-		_, _ = client.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(url), Entries: entries[:n]})
-		entries = entries[n:]
+	var failed []string
+	for start := 0; start < len(receipts); start += 10 {
+		batch := receipts[start:min(start+10, len(receipts))]
+		entries := make([]sqstypes.ChangeMessageVisibilityBatchRequestEntry, len(batch))
+		for i, r := range batch {
+			entries[i] = sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(r), VisibilityTimeout: 0}
+		}
+		out, err := client.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(url), Entries: entries})
+		if err != nil {
+			return fmt.Errorf("hand back %d messages to %s (they return within %d s): %w", len(receipts)-start, url, holdFor, err)
+		}
+		for _, f := range out.Failed {
+			if !strings.HasSuffix(aws.ToString(f.Code), "ReceiptHandleIsInvalid") {
+				failed = append(failed, aws.ToString(f.Code)+": "+aws.ToString(f.Message))
+			}
+		}
 	}
+	if len(failed) > 0 {
+		return fmt.Errorf("hand back messages to %s: %d failed (they return within %d s): %s", url, len(failed), holdFor, failed[0])
+	}
+	return nil
 }

@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/mail"
+	"strconv"
 	"strings"
-
-	"github.com/google/uuid"
+	"unicode"
 )
 
 // Reason is a machine-readable cause for rejecting an event. It travels with
@@ -97,14 +97,14 @@ func (ev *Event) Validate() error {
 	if ev.EventID == "" {
 		return invalid(ReasonMissingField, "event_id", "required")
 	}
-	if _, err := uuid.Parse(string(ev.EventID)); err != nil {
-		return invalid(ReasonInvalidField, "event_id", "not a UUID")
+	if !canonicalUUID(string(ev.EventID)) {
+		return invalid(ReasonInvalidField, "event_id", "not a UUID in canonical form (lowercase 8-4-4-4-12 hex)")
 	}
 	if ev.EventType == "" {
 		return invalid(ReasonMissingField, "event_type", "required")
 	}
 	if !ev.EventType.known() {
-		return invalid(ReasonUnknownType, "event_type", "%q", truncate(string(ev.EventType), 40))
+		return invalid(ReasonUnknownType, "event_type", "%s", quote(string(ev.EventType), 40))
 	}
 	if ev.SchemaVersion != SchemaVersion {
 		return invalid(ReasonUnsupportedVersion, "schema_version", "%d is not supported (want %d)", ev.SchemaVersion, SchemaVersion)
@@ -112,8 +112,10 @@ func (ev *Event) Validate() error {
 	if ev.OccurredAt.IsZero() {
 		return invalid(ReasonMissingField, "occurred_at", "required (RFC 3339)")
 	}
-	if len(ev.Reason) > maxReasonLen {
-		return invalid(ReasonInvalidField, "reason", "longer than %d characters", maxReasonLen)
+	switch ev.Reason {
+	case "", CancelCustomerRequest, CancelOutOfStock:
+	default:
+		return invalid(ReasonInvalidField, "reason", "%s is not one of %s, %s", quote(ev.Reason, 40), CancelCustomerRequest, CancelOutOfStock)
 	}
 	return ev.Order.validate(ev.EventType)
 }
@@ -129,10 +131,13 @@ func (o *Order) validate(t Type) error {
 		return invalid(ReasonMissingField, "order.currency", "required")
 	}
 	if o.Currency != supportedCurrency {
-		return invalid(ReasonInvalidField, "order.currency", "%q is not supported (only %s)", truncate(o.Currency, 8), supportedCurrency)
+		return invalid(ReasonInvalidField, "order.currency", "%s is not supported (only %s)", quote(o.Currency, 8), supportedCurrency)
 	}
 	if len(o.CouponCode) > maxCouponLen {
 		return invalid(ReasonInvalidField, "order.coupon_code", "longer than %d characters", maxCouponLen)
+	}
+	if err := noControl("order.coupon_code", o.CouponCode); err != nil {
+		return err
 	}
 	if len(o.Items) == 0 && t == OrderPlaced {
 		return invalid(ReasonMissingField, "order.items", "an order needs at least one item")
@@ -180,17 +185,55 @@ func requireText(field, v string, maxLen int) error {
 		return invalid(ReasonMissingField, field, "required")
 	case len(v) > maxLen:
 		return invalid(ReasonInvalidField, field, "longer than %d characters", maxLen)
-	case strings.ContainsAny(v, "\r\n\x00"):
-		return invalid(ReasonInvalidField, field, "contains control characters")
+	}
+	return noControl(field, v)
+}
+
+// noControl refuses control characters: C0 (including TAB, CR, LF and ESC),
+// DEL and C1. Names and ids reach operators' terminals (`orderctl dlq list`)
+// and customers' emails, where such a character can move the cursor, rewrite
+// what is shown or inject a header. Invalid UTF-8 is left to JSON, which
+// turns it into U+FFFD both ways (Decode, and Encode at the publisher).
+func noControl(field, v string) error {
+	for i, r := range v {
+		if unicode.IsControl(r) {
+			return invalid(ReasonInvalidField, field, "control character U+%04X at byte %d", r, i)
+		}
 	}
 	return nil
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
+// canonicalUUID reports whether s is a UUID in its canonical text form,
+// xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx in lowercase hex: the form
+// uuid.UUID.String gives. uuid.Parse also accepts upper case, braces, a
+// urn:uuid: prefix and no dashes.
+func canonicalUUID(s string) bool {
+	if len(s) != 36 {
+		return false
 	}
-	return s[:n] + "…"
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// quote is a value for an error message: truncated to n bytes and quoted
+// with Go escapes, so no control character of it reaches a log or terminal.
+func quote(s string, n int) string {
+	if len(s) <= n {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(strings.ToValidUTF8(s[:n], "")) + "…"
 }
 
 // Encode returns the JSON form of a valid event.

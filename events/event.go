@@ -23,8 +23,14 @@ const (
 	maxIDLen          = 64
 	maxNameLen        = 200
 	maxCouponLen      = 64
-	maxReasonLen      = 200
 	supportedCurrency = "USD"
+)
+
+// The reasons an order.cancelled event may carry. Nothing else is accepted:
+// the reason is worded into the customer's email, so it cannot be free text.
+const (
+	CancelCustomerRequest = "customer_request"
+	CancelOutOfStock      = "out_of_stock"
 )
 
 // Type is an event's type; it is also an SNS message attribute so that
@@ -56,7 +62,10 @@ const (
 	AttrSchemaVersion = "schema_version"
 )
 
-// EventID is the idempotency key of an event, a UUID set by the publisher.
+// EventID is the idempotency key of an event, a UUID set by the publisher in
+// its canonical form (lowercase 8-4-4-4-12 hex). Only that form is accepted:
+// the Redis key uses the text and the ledger the parsed UUID, so two
+// spellings of one UUID would be one event to one layer and two to the other.
 type EventID string
 
 // SKU identifies a product in the catalog.
@@ -68,7 +77,8 @@ type Event struct {
 	EventType     Type      `json:"event_type"`
 	SchemaVersion int       `json:"schema_version"`
 	OccurredAt    time.Time `json:"occurred_at"`
-	// Reason says why, for order.cancelled ("customer_request", "out_of_stock").
+	// Reason says why, for order.cancelled: CancelCustomerRequest,
+	// CancelOutOfStock or empty.
 	Reason string `json:"reason,omitempty"`
 	Order  Order  `json:"order"`
 }

@@ -47,6 +47,12 @@ func TestDecodeValidEvents(t *testing.T) {
 	cancelled.EventType, cancelled.Reason = OrderCancelled, "customer_request"
 	shipped := want
 	shipped.EventType, shipped.Order.Items = OrderShipped, nil
+	outOfStock := want
+	outOfStock.EventType, outOfStock.Reason = OrderCancelled, "out_of_stock"
+	cancelledNoReason := want
+	cancelledNoReason.EventType = OrderCancelled
+	accented := want
+	accented.Order.Customer.Name = "Zoë Łódź 李"
 	tests := []struct {
 		name string
 		body string
@@ -56,6 +62,9 @@ func TestDecodeValidEvents(t *testing.T) {
 		{"cancelled with a reason", edit(t, func(m map[string]any) { m["event_type"] = "order.cancelled"; m["reason"] = "customer_request" }), cancelled},
 		{"shipped needs no items", edit(t, func(m map[string]any) { m["event_type"] = "order.shipped"; delete(order(m), "items") }), shipped},
 		{"unknown fields are accepted (producers may add optional ones)", edit(t, func(m map[string]any) { m["channel"] = "web" }), want},
+		{"cancelled out of stock", edit(t, func(m map[string]any) { m["event_type"] = "order.cancelled"; m["reason"] = "out_of_stock" }), outOfStock},
+		{"cancelled without a reason", edit(t, func(m map[string]any) { m["event_type"] = "order.cancelled" }), cancelledNoReason},
+		{"letters beyond ASCII are not control characters", edit(t, func(m map[string]any) { customer(m)["name"] = "Zoë Łódź 李" }), accented},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,13 +79,16 @@ func TestDecodeValidEvents(t *testing.T) {
 	}
 }
 
+// rejectCase is an event body Decode must refuse, and how.
+type rejectCase struct {
+	name   string
+	body   string
+	reason Reason
+	field  string
+}
+
 func TestDecodeRejectsWithAReason(t *testing.T) {
-	tests := []struct {
-		name   string
-		body   string
-		reason Reason
-		field  string
-	}{
+	tests := []rejectCase{
 		{"not JSON", `{"event_id":`, ReasonMalformedJSON, ""},
 		{"an array", `[1,2]`, ReasonMalformedJSON, ""},
 		{"trailing data", validPlaced + `{}`, ReasonMalformedJSON, ""},
@@ -104,7 +116,19 @@ func TestDecodeRejectsWithAReason(t *testing.T) {
 		}), ReasonInvalidField, "order.items"},
 		{"no SKU", edit(t, func(m map[string]any) { delete(item0(m), "sku") }), ReasonMissingField, "order.items[0].sku"},
 		{"quantity a string", edit(t, func(m map[string]any) { item0(m)["quantity"] = "2" }), ReasonMalformedJSON, ""},
+		{"cancellation reason in free text", edit(t, func(m map[string]any) {
+			m["event_type"] = "order.cancelled"
+			m["reason"] = `<a href="https://evil.example">claim your refund</a>`
+		}), ReasonInvalidField, "reason"},
+		{"cancellation reason in another case", edit(t, func(m map[string]any) { m["event_type"] = "order.cancelled"; m["reason"] = "Customer_Request" }), ReasonInvalidField, "reason"},
+		{"cancellation reason with padding", edit(t, func(m map[string]any) { m["event_type"] = "order.cancelled"; m["reason"] = "out_of_stock " }), ReasonInvalidField, "reason"},
+		{"event_id as a URN", edit(t, func(m map[string]any) { m["event_id"] = "urn:uuid:6f1c2b1e-4a8e-4a47-9a55-0d0b8f1f2a10" }), ReasonInvalidField, "event_id"},
+		{"event_id in braces", edit(t, func(m map[string]any) { m["event_id"] = "{6f1c2b1e-4a8e-4a47-9a55-0d0b8f1f2a10}" }), ReasonInvalidField, "event_id"},
+		{"event_id in upper case", edit(t, func(m map[string]any) { m["event_id"] = "6F1C2B1E-4A8E-4A47-9A55-0D0B8F1F2A10" }), ReasonInvalidField, "event_id"},
+		{"event_id without dashes", edit(t, func(m map[string]any) { m["event_id"] = "6f1c2b1e4a8e4a479a550d0b8f1f2a10" }), ReasonInvalidField, "event_id"},
+		{"event_id with dashes misplaced", edit(t, func(m map[string]any) { m["event_id"] = "6f1c2b1e4-a8e-4a47-9a55-0d0b8f1f2a10" }), ReasonInvalidField, "event_id"},
 	}
+	tests = append(tests, controlCharacterCases(t)...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Decode([]byte(tt.body))
@@ -117,6 +141,36 @@ func TestDecodeRejectsWithAReason(t *testing.T) {
 			}
 		})
 	}
+}
+
+// controlCharacterCases puts C0 (ESC, TAB, SOH), DEL and C1 (CSI, NEL)
+// characters into every free-text field of the event: each is refused as
+// invalid_field, naming the field, because these fields reach operators'
+// terminals (orderctl dlq list) and customers' emails.
+func controlCharacterCases(t *testing.T) []rejectCase {
+	t.Helper()
+	fields := []struct {
+		field string
+		set   func(m map[string]any, v string)
+	}{
+		{"order.order_id", func(m map[string]any, v string) { order(m)["order_id"] = "ord-" + v + "1" }},
+		{"order.customer.id", func(m map[string]any, v string) { customer(m)["id"] = "cus-" + v + "1" }},
+		{"order.customer.name", func(m map[string]any, v string) { customer(m)["name"] = "Ada" + v + "[2J" }},
+		{"order.customer.email", func(m map[string]any, v string) { customer(m)["email"] = "ada" + v + "@example.com" }},
+		{"order.items[0].sku", func(m map[string]any, v string) { item0(m)["sku"] = "MUG" + v + "[31m" }},
+		{"order.coupon_code", func(m map[string]any, v string) { order(m)["coupon_code"] = "SAVE" + v + "10" }},
+	}
+	chars := []struct{ name, char string }{
+		{"ESC", "\x1b"}, {"TAB", "\t"}, {"SOH", "\x01"}, {"DEL", "\x7f"}, {"C1 CSI", "\u009b"}, {"C1 NEL", "\u0085"},
+	}
+	var out []rejectCase
+	for _, f := range fields {
+		for _, c := range chars {
+			body := edit(t, func(m map[string]any) { f.set(m, c.char) })
+			out = append(out, rejectCase{c.name + " in " + f.field, body, ReasonInvalidField, f.field})
+		}
+	}
+	return out
 }
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {

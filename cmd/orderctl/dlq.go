@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
+	"io"
 	"text/tabwriter"
+	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
@@ -14,26 +17,12 @@ import (
 	"github.com/orderpipe/orderpipe/topology"
 )
 
+const dlqUsage = "usage: orderctl dlq list [--queue H] [--limit N] | show MESSAGE_ID [--queue H] | redrive (--id ID | --reason R | --all) [--queue H] [--timeout D]"
+
 // dlqCmd: list, show and redrive dead-lettered messages.
 func dlqCmd(ctx context.Context, c *cli, args []string) error {
-	if len(args) == 0 {
-		return errors.New("usage: orderctl dlq list [--queue H] | show MESSAGE_ID | redrive [--queue H] [--id ID] [--reason R] [--all]")
-	}
-	sub, args := args[0], args[1:]
-	fs := newFlags("dlq " + sub)
-	queue := fs.String("queue", "", "only this handler's DLQ (billing, inventory, notification)")
-	id := fs.String("id", "", "redrive only this message")
-	reason := fs.String("reason", "", "redrive only messages dead-lettered for this reason")
-	all := fs.Bool("all", false, "redrive every message (required when neither --id nor --reason is given)")
-	limit := fs.Int("limit", 100, "list at most this many per queue")
-	var showID string
-	if sub == "show" {
-		if len(args) == 0 {
-			return errors.New("usage: orderctl dlq show MESSAGE_ID")
-		}
-		showID, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
+	o, err := parseDLQ(args)
+	if err != nil {
 		return err
 	}
 	cfg, err := c.common.AWS(ctx)
@@ -44,68 +33,170 @@ func dlqCmd(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	sqsc := sqs.NewFromConfig(cfg)
-	queues, err := pick(ap, *queue)
+	return runDLQ(ctx, sqs.NewFromConfig(cfg), ap, c.out, o)
+}
+
+// dlqOptions is one `orderctl dlq` command line.
+type dlqOptions struct {
+	sub     string // list, show, redrive
+	showID  string
+	queue   string
+	id      string
+	reason  string
+	all     bool
+	limit   int
+	timeout time.Duration
+}
+
+func parseDLQ(args []string) (dlqOptions, error) {
+	if len(args) == 0 {
+		return dlqOptions{}, errors.New(dlqUsage)
+	}
+	o := dlqOptions{sub: args[0]}
+	args = args[1:]
+	fs := newFlags("dlq " + o.sub)
+	fs.StringVar(&o.queue, "queue", "", "only this handler's DLQ (billing, inventory, notification)")
+	switch o.sub {
+	case "list":
+		fs.IntVar(&o.limit, "limit", 100, "list at most this many per queue")
+	case "show":
+		if len(args) == 0 || args[0] == "" || args[0][0] == '-' {
+			return o, errors.New("usage: orderctl dlq show MESSAGE_ID [--queue H]")
+		}
+		o.showID, args = args[0], args[1:]
+	case "redrive":
+		fs.StringVar(&o.id, "id", "", "redrive only this message")
+		fs.StringVar(&o.reason, "reason", "", "redrive only messages dead-lettered for this reason")
+		fs.BoolVar(&o.all, "all", false, "redrive every message (required when neither --id nor --reason is given)")
+		fs.DurationVar(&o.timeout, "timeout", dlq.RedriveTimeoutDefault, "stop the redrive after this long")
+	default:
+		return o, fmt.Errorf("unknown dlq command %q (list, show, redrive)", o.sub)
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q; %s", fs.Args(), dlqUsage)
+	}
+	if o.sub == "redrive" && o.id == "" && o.reason == "" && !o.all {
+		return o, errors.New("say which: --id ID, --reason R, or --all")
+	}
+	return o, nil
+}
+
+// runDLQ runs a parsed `orderctl dlq` command against the queues of ap.
+// Whatever came from a message is printed through dlq.Printable or
+// dlq.PrintableJSON.
+func runDLQ(ctx context.Context, client dlq.SQSAPI, ap topology.Applied, out io.Writer, o dlqOptions) error {
+	queues, err := pick(ap, o.queue)
 	if err != nil {
 		return err
 	}
-	switch sub {
+	switch o.sub {
 	case "list":
-		w := tabwriter.NewWriter(c.out, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "HANDLER\tMESSAGE ID\tREASON\tRECEIVES\tDEAD-LETTERED\tERROR")
-		total := 0
-		for _, q := range queues {
-			letters, err := dlq.List(ctx, sqsc, q.DLQURL, *limit)
-			if err != nil {
-				return err
-			}
-			for _, l := range letters {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", q.Handler, l.ID, l.Reason, dash(l.ReceiveCount), l.SentAt.Format("2006-01-02 15:04:05"), clip(l.Error, 80))
-			}
-			total += len(letters)
-		}
-		fmt.Fprintf(w, "%d dead-lettered\n", total)
-		return w.Flush()
+		return listDLQ(ctx, client, queues, out, o.limit)
 	case "show":
-		for _, q := range queues {
-			letters, err := dlq.List(ctx, sqsc, q.DLQURL, 0)
-			if err != nil {
-				return err
-			}
-			if i := slices.IndexFunc(letters, func(l dlq.Letter) bool { return l.ID == showID }); i >= 0 {
-				l := letters[i]
-				enc := json.NewEncoder(c.out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{
-					"handler": q.Handler, "message_id": l.ID, "reason": l.Reason, "error": l.Error,
-					"receive_count": l.ReceiveCount, "dead_lettered_at": l.SentAt, "attributes": l.Attributes,
-					"body": json.RawMessage(validJSONOr(l.Body)),
-				})
-			}
-		}
-		return fmt.Errorf("no dead-lettered message %s", showID)
+		return showDLQ(ctx, client, queues, out, o.showID)
 	case "redrive":
-		if *id == "" && *reason == "" && !*all {
-			return errors.New("say which: --id ID, --reason R, or --all")
-		}
-		match := func(l dlq.Letter) bool {
-			return (*id == "" || l.ID == *id) && (*reason == "" || l.Reason == *reason)
-		}
-		total := 0
-		for _, q := range queues {
-			n, err := dlq.Redrive(ctx, sqsc, q.DLQURL, q.URL, match)
-			total += n
-			if n > 0 {
-				fmt.Fprintf(c.out, "%s: %d redriven\n", q.Handler, n)
-			}
-			if err != nil {
-				return err
-			}
-		}
-		fmt.Fprintf(c.out, "%d messages back in their queues\n", total)
-		return nil
+		return redriveDLQ(ctx, client, queues, out, o)
 	}
-	return fmt.Errorf("unknown dlq command %q (list, show, redrive)", sub)
+	return fmt.Errorf("unknown dlq command %q (list, show, redrive)", o.sub)
+}
+
+func listDLQ(ctx context.Context, client dlq.SQSAPI, queues []topology.AppliedQueue, out io.Writer, limit int) error {
+	w := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "HANDLER\tMESSAGE ID\tREASON\tRECEIVES\tDEAD-LETTERED\tERROR")
+	total := 0
+	var errs []error
+	for _, q := range queues {
+		letters, err := dlq.List(ctx, client, q.DLQURL, limit)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("list %s DLQ: %w", q.Handler, err))
+		}
+		for _, l := range letters {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", q.Handler, dlq.Printable(l.ID), dlq.Printable(l.Reason),
+				dash(dlq.Printable(l.ReceiveCount)), l.SentAt.Format("2006-01-02 15:04:05"), clip(dlq.Printable(l.Error), 80))
+		}
+		total += len(letters)
+	}
+	fmt.Fprintf(w, "%d dead-lettered\n", total)
+	return errors.Join(append(errs, w.Flush())...)
+}
+
+func showDLQ(ctx context.Context, client dlq.SQSAPI, queues []topology.AppliedQueue, out io.Writer, id string) error {
+	for _, q := range queues {
+		l, ok, err := dlq.Find(ctx, client, q.DLQURL, id)
+		if !ok {
+			if err != nil {
+				return fmt.Errorf("look for %s in the %s DLQ: %w", id, q.Handler, err)
+			}
+			continue
+		}
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(map[string]any{
+			"handler": q.Handler, "message_id": l.ID, "reason": l.Reason, "error": l.Error,
+			"receive_count": l.ReceiveCount, "source_queue": l.SourceQueue, "dead_lettered_at": l.SentAt,
+			"attributes": l.Attributes, "body": json.RawMessage(validJSONOr(l.Body)),
+		}); err != nil {
+			return fmt.Errorf("show %s: %w", id, err)
+		}
+		if _, werr := out.Write(dlq.PrintableJSON(buf.Bytes())); werr != nil {
+			return werr
+		}
+		return err // the letter was found; a failure to hand messages back is still worth saying
+	}
+	return fmt.Errorf("no dead-lettered message %s", id)
+}
+
+// redriveDLQ prints each message it sends back as it goes, then a summary
+// per queue and a total. --timeout bounds the whole command, all queues
+// together; it stops at the first queue that fails or stops at a bound.
+func redriveDLQ(ctx context.Context, client dlq.SQSAPI, queues []topology.AppliedQueue, out io.Writer, o dlqOptions) error {
+	deadline := time.Now().Add(o.timeout)
+	total := 0
+	defer func() { fmt.Fprintf(out, "%d messages back in their queues\n", total) }()
+	for _, q := range queues {
+		cfg := dlq.RedriveConfig{
+			DLQURL: q.DLQURL, SourceURL: q.URL, Timeout: time.Until(deadline),
+			MatchFunc: func(l dlq.Letter) bool {
+				return (o.id == "" || l.ID == o.id) && (o.reason == "" || l.Reason == o.reason)
+			},
+			RedrivenFunc: func(l dlq.Letter, newID string) {
+				fmt.Fprintf(out, "%-12s  %s  %-26s  sent back as %s\n", q.Handler, dlq.Printable(l.ID), dlq.Printable(l.Reason), dlq.Printable(newID))
+			},
+		}
+		if o.id != "" {
+			cfg.Max = 1
+		}
+		if cfg.Timeout <= 0 {
+			return fmt.Errorf("redrive: --timeout %s reached before the %s DLQ: %w", o.timeout, q.Handler, dlq.ErrDeadline)
+		}
+		res, err := dlq.RedriveWith(ctx, client, cfg)
+		total += res.Redriven
+		fmt.Fprintln(out, redriveSummary(q.Handler, res))
+		switch {
+		case err != nil:
+			return fmt.Errorf("redrive %s DLQ: %w", q.Handler, err)
+		case res.Stopped == dlq.StoppedBound:
+			return fmt.Errorf("redrive %s DLQ: stopped after %d, the most one run sends back (its depth at the start, %d, plus a margin); are the clocks of this host and SQS apart?", q.Handler, res.Redriven, res.AtStart)
+		case o.id != "" && res.Redriven == 1:
+			return nil
+		}
+	}
+	if o.id != "" {
+		return fmt.Errorf("no dead-lettered message %s", o.id)
+	}
+	return nil
+}
+
+func redriveSummary(handler string, res dlq.RedriveResult) string {
+	s := fmt.Sprintf("%s: %d redriven", handler, res.Redriven)
+	if res.Newer > 0 {
+		s += fmt.Sprintf("; %d dead-lettered after the redrive began left in the DLQ", res.Newer)
+	}
+	return s
 }
 
 func pick(ap topology.Applied, handler string) ([]topology.AppliedQueue, error) {
@@ -128,11 +219,17 @@ func dash(s string) string {
 	return s
 }
 
+// clip shortens s to n runes, so a cut never splits a character.
 func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
+	if utf8.RuneCountInString(s) <= n {
+		return s
 	}
-	return s
+	i := 0
+	for range n {
+		_, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+	}
+	return s[:i] + "…"
 }
 
 func validJSONOr(s string) string {
