@@ -306,3 +306,54 @@ func TestRedriveConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestRedriveRestoresFoldedAttributes: a message that had more attributes
+// than fit beside the runtime's reason was dead-lettered with the rest folded
+// into orderpipe_dlq_dropped_attributes; the redriven copy has every one of
+// its own attributes back, and none of the runtime's.
+func TestRedriveRestoresFoldedAttributes(t *testing.T) {
+	t.Parallel()
+	client, q := queue(t)
+	str := func(v string) sqstypes.MessageAttributeValue {
+		return sqstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
+	}
+	folded := `{"tenant":{"DataType":"String","StringValue":"acme"},"blob":{"DataType":"Binary","BinaryValue":"AAEC"}}`
+	if _, err := client.SendMessage(context.Background(), &sqs.SendMessageInput{
+		QueueUrl: aws.String(q.DLQURL), MessageBody: aws.String(`{"n":"folded"}`),
+		MessageAttributes: map[string]sqstypes.MessageAttributeValue{
+			"event_type":                    str("order.placed"),
+			worker.AttrDLQReason:            str("invalid_field"),
+			worker.AttrDLQError:             str("invalid event"),
+			worker.AttrDLQSourceQueue:       str(q.URL),
+			worker.AttrDLQReceiveCount:      str("1"),
+			worker.AttrDLQDroppedAttributes: str(folded),
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := dlq.Redrive(context.Background(), client, q.DLQURL, q.URL, nil); err != nil || n != 1 {
+		t.Fatalf("redrive moved %d, err %v; want 1", n, err)
+	}
+	var got map[string]sqstypes.MessageAttributeValue
+	testenv.Eventually(t, 10*time.Second, func() error {
+		out, err := client.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(q.URL), WaitTimeSeconds: 1, MessageAttributeNames: []string{"All"}})
+		if err != nil {
+			return err
+		}
+		if len(out.Messages) != 1 {
+			return errors.New("the redriven copy has not arrived")
+		}
+		got = out.Messages[0].MessageAttributes
+		return nil
+	})
+	names := slices.Sorted(maps.Keys(got))
+	if want := []string{"blob", "event_type", "tenant"}; !slices.Equal(names, want) {
+		t.Fatalf("redriven copy's attributes %v, want %v", names, want)
+	}
+	if v := aws.ToString(got["tenant"].StringValue); v != "acme" {
+		t.Errorf("tenant = %q, want acme", v)
+	}
+	if b := got["blob"].BinaryValue; string(b) != "\x00\x01\x02" || aws.ToString(got["blob"].DataType) != "Binary" {
+		t.Errorf("blob = %v (%s), want the 3 bytes 00 01 02, Binary", b, aws.ToString(got["blob"].DataType))
+	}
+}

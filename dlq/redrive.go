@@ -3,6 +3,7 @@ package dlq
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -10,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/orderpipe/orderpipe/worker"
 )
 
 // RedriveConfig says which dead letters go back to their queue, and bounds
@@ -162,11 +165,9 @@ func RedriveWith(ctx context.Context, client SQSAPI, cfg RedriveConfig) (Redrive
 // sendBack sends l to the source queue, then deletes it from the DLQ. It
 // returns the copy's message id and whether l left the DLQ.
 func sendBack(ctx context.Context, client SQSAPI, cfg RedriveConfig, l Letter) (string, bool, error) {
-	attrs := map[string]sqstypes.MessageAttributeValue{}
-	for k, v := range l.attrs {
-		if !strings.HasPrefix(k, "orderpipe_dlq_") {
-			attrs[k] = v
-		}
+	attrs, err := originalAttributes(l)
+	if err != nil {
+		return "", false, fmt.Errorf("redrive %s: %w", Printable(l.ID), err)
 	}
 	sctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
@@ -182,6 +183,29 @@ func sendBack(ctx context.Context, client SQSAPI, cfg RedriveConfig, l Letter) (
 		return "", true, fmt.Errorf("redrive %s: sent, but not deleted from the DLQ (a duplicate the worker will absorb): %w", Printable(l.ID), err)
 	}
 	return aws.ToString(out.MessageId), true, nil
+}
+
+// originalAttributes are the attributes the message had before it was
+// dead-lettered: its own, without the runtime's orderpipe_dlq_* ones, plus
+// those the runtime folded into orderpipe_dlq_dropped_attributes to keep
+// within SQS's ten.
+func originalAttributes(l Letter) (map[string]sqstypes.MessageAttributeValue, error) {
+	attrs := map[string]sqstypes.MessageAttributeValue{}
+	for k, v := range l.attrs {
+		if !strings.HasPrefix(k, "orderpipe_dlq_") {
+			attrs[k] = v
+		}
+	}
+	folded, ok := l.attrs[worker.AttrDLQDroppedAttributes]
+	if !ok {
+		return attrs, nil
+	}
+	dropped, err := worker.DroppedAttributes(aws.ToString(folded.StringValue))
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(attrs, dropped)
+	return attrs, nil
 }
 
 // depth returns how many messages the queue holds: visible, in flight and
