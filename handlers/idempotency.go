@@ -67,8 +67,9 @@ const busyWait = 5 * time.Second
 // effect. When the key store fails or its breaker is open, the event runs
 // anyway (outcome "bypass") and the ledger stops a second effect or a
 // conflicting payload.
-func Idempotent(keys KeyStore, handler string, log *slog.Logger, next EventFunc) EventFunc {
-	count := func(o string) { metrics.IdempotencyOutcomes.WithLabelValues(handler, o).Inc() }
+func Idempotent(keys KeyStore, handler string, log *slog.Logger, m *metrics.Metrics, next EventFunc) EventFunc {
+	m = metrics.Or(m)
+	count := func(o string) { m.IdempotencyOutcomes.WithLabelValues(handler, o).Inc() }
 	return func(ctx context.Context, ev events.Event) error {
 		fp := events.Fingerprint(ev)
 		lease, err := keys.Begin(ctx, handler, ev.EventID, hex.EncodeToString(fp[:]))

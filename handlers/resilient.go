@@ -16,8 +16,9 @@ import (
 // ones for the DLQ. Everything else goes back to the queue, where the
 // runtime delays it by receive count. Decisions already made — dead-letter
 // it, come back later, a conflicting payload — pass through untouched.
-func Resilient(handler string, p resilience.RetryPolicy, next EventFunc) EventFunc {
-	onRetry := func(f resilience.Failure) { metrics.Retries.WithLabelValues(handler, f.Reason).Inc() }
+func Resilient(handler string, p resilience.RetryPolicy, m *metrics.Metrics, next EventFunc) EventFunc {
+	m = metrics.Or(m)
+	onRetry := func(f resilience.Failure) { m.Retries.WithLabelValues(handler, f.Reason).Inc() }
 	return func(ctx context.Context, ev events.Event) error {
 		err := resilience.Retry(ctx, p, onRetry, func(ctx context.Context) error {
 			err := next(ctx, ev)

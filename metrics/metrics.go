@@ -1,124 +1,158 @@
-// Package metrics holds the worker's Prometheus metrics. They live on one
-// registry, served by the worker at METRICS_ADDR under /metrics.
+// Package metrics holds the worker's Prometheus metrics. New makes one set on
+// a registry of its own: the worker serves it at METRICS_ADDR under
+// /metrics, and every component gets it injected (no global registry), so
+// two workers in one process (tests) count apart.
 //
 // Names follow Prometheus conventions: orderpipe_ prefix, _total for
 // counters, base units (seconds). Labels are bounded: handler names,
-// outcomes and results come from small fixed sets, never from event data.
+// outcomes and reasons come from small fixed sets, never from event data.
 package metrics
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/orderpipe/orderpipe/worker"
 )
 
-// Registry is the registry the worker serves.
-var Registry = prometheus.NewRegistry()
+// Metrics is one worker's set of metrics.
+type Metrics struct {
+	// Registry holds them all, and the Go runtime and process collectors.
+	Registry *prometheus.Registry
 
-var factory = func() prometheus.Registerer {
-	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return Registry
-}()
+	// The consumer runtime, per handler (queue).
+	MessagesReceived     *prometheus.CounterVec   // handler
+	MessagesProcessed    *prometheus.CounterVec   // handler
+	MessagesRetried      *prometheus.CounterVec   // handler
+	MessagesDeadLettered *prometheus.CounterVec   // handler, reason
+	MessagesReleased     *prometheus.CounterVec   // handler
+	InFlight             *prometheus.GaugeVec     // handler
+	HandlerDuration      *prometheus.HistogramVec // handler, outcome
 
-func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
-	factory.MustRegister(c)
-	return c
-}
-
-// Idempotency layer (Redis in front of the database ledger).
-var (
 	// IdempotencyOutcomes counts what the Redis layer decided per message:
-	// acquired (run the handler), done (known duplicate, acknowledged without
-	// the database), busy (a concurrent copy holds the lease), conflict (same
-	// event_id, different payload), bypass (Redis unavailable: the database
-	// ledger alone decides).
-	IdempotencyOutcomes = counterVec("orderpipe_idempotency_outcomes_total",
-		"Decisions of the Redis idempotency layer, by handler and outcome.", "handler", "outcome")
+	// acquired (run the handler), done (known duplicate, acknowledged
+	// without the database), busy (a concurrent copy holds the lease),
+	// conflict (same event_id, different payload), bypass (Redis
+	// unavailable: the database ledger alone decides).
+	IdempotencyOutcomes *prometheus.CounterVec // handler, outcome
 	// RedisErrors counts failed Redis calls, by use (idempotency, cache).
-	RedisErrors = counterVec("orderpipe_redis_errors_total",
-		"Redis calls that failed or were skipped by the open breaker, by use.", "use")
-)
+	RedisErrors *prometheus.CounterVec // use
+	// CacheRequests counts product lookups by result: hit, miss (filled
+	// from the database) or error (Redis unavailable: read from the database).
+	CacheRequests *prometheus.CounterVec // result
 
-// Product cache (cache-aside in Redis).
-var (
-	// CacheRequests counts product lookups by result: hit, miss (filled from
-	// the database) or error (Redis unavailable: read from the database).
-	CacheRequests = counterVec("orderpipe_product_cache_requests_total",
-		"Product cache lookups per SKU, by result (hit, miss, error).", "result")
-)
-
-// Email, the one effect outside the database.
-var (
 	// EmailsSent counts emails the SMTP server accepted, by kind.
-	EmailsSent = counterVec("orderpipe_emails_sent_total", "Emails accepted by the SMTP server, by event type.", "event_type")
-	// EmailDuplicateRisk counts the times the one window for a duplicate
-	// email opened: an email accepted by the SMTP server but not recorded
-	// (unrecorded), and a send taken over after another worker's claim
-	// expired without a record (takeover); see package notification.
-	EmailDuplicateRisk = counterVec("orderpipe_email_duplicate_risk_total",
-		"Emails that may have been sent twice: accepted but not recorded, or re-sent after an expired claim.", "cause")
-)
+	EmailsSent *prometheus.CounterVec // event_type
+	// EmailDuplicateRisk counts the emails that may arrive twice:
+	// accepted but not recorded (unrecorded), a send whose outcome is
+	// unknown (outcome_unknown), and a send of an email whose claim ran out
+	// unrecorded (takeover); see handlers/notification's Courier.
+	EmailDuplicateRisk *prometheus.CounterVec // cause
 
-// Circuit breakers (database, redis, smtp) and retries.
-var (
 	// BreakerState is each breaker's state: 0 closed, 1 half-open, 2 open.
-	BreakerState = gaugeVec("orderpipe_breaker_state",
-		"Circuit breaker state per dependency: 0 closed, 1 half-open, 2 open.", "breaker")
+	BreakerState *prometheus.GaugeVec // breaker
 	// BreakerTransitions counts transitions by breaker and new state.
-	BreakerTransitions = counterVec("orderpipe_breaker_transitions_total",
-		"Circuit breaker transitions, by dependency and the state entered.", "breaker", "to")
-	// Retries counts in-process retries of a handler after a blip, by reason.
-	Retries = counterVec("orderpipe_handler_retries_total",
-		"In-process retries of a handler after a transient failure, by handler and reason.", "handler", "reason")
+	BreakerTransitions *prometheus.CounterVec // breaker, to
+	// Retries counts in-process retries of a handler after a blip.
+	Retries *prometheus.CounterVec // handler, reason
 	// PoolResets counts database pool resets after a failover signature.
-	PoolResets = counterVec("orderpipe_db_pool_resets_total",
-		"Times the database pool dropped its connections after a failover signature, by signature.", "reason")
-)
+	PoolResets *prometheus.CounterVec // reason
 
-func gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
-	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
-	factory.MustRegister(g)
-	return g
+	// OutboxPublished counts outbox events the relay published;
+	// OutboxPublishFailures the batches it failed to publish (published
+	// again later).
+	OutboxPublished       prometheus.Counter
+	OutboxPublishFailures prometheus.Counter
 }
 
-// The consumer runtime, per handler (queue).
-var (
-	MessagesReceived = counterVec("orderpipe_messages_received_total",
-		"Messages received from SQS, by handler.", "handler")
-	MessagesProcessed = counterVec("orderpipe_messages_processed_total",
-		"Messages handled successfully and deleted, by handler.", "handler")
-	MessagesRetried = counterVec("orderpipe_messages_retried_total",
-		"Messages handed back to the queue for a later retry, by handler.", "handler")
-	MessagesDeadLettered = counterVec("orderpipe_messages_dead_lettered_total",
-		"Messages moved to the DLQ at once, by handler and reason.", "handler", "reason")
-	MessagesReleased = counterVec("orderpipe_messages_released_total",
-		"Messages received during shutdown and handed back at once (visibility 0), by handler.", "handler")
-	InFlight = gaugeVec("orderpipe_messages_in_flight",
-		"Messages received and not yet settled, by handler.", "handler")
-	HandlerDuration = histogramVec("orderpipe_handler_duration_seconds",
-		"Time from receive to settlement of a message, by handler and outcome (ok, retry, dead_letter).",
-		[]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}, "handler", "outcome")
-)
-
-func histogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
-	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
-	factory.MustRegister(h)
-	return h
+// New returns a set of metrics on a registry of its own.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	counterVec := func(name, help string, labels ...string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+		reg.MustRegister(c)
+		return c
+	}
+	gaugeVec := func(name, help string, labels ...string) *prometheus.GaugeVec {
+		g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+		reg.MustRegister(g)
+		return g
+	}
+	counter := func(name, help string) prometheus.Counter {
+		c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+		reg.MustRegister(c)
+		return c
+	}
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "orderpipe_handler_duration_seconds",
+		Help:    "Time from the start of a message's handler to its settlement, by handler and outcome (ok, retry, dead_letter).",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"handler", "outcome"})
+	reg.MustRegister(duration)
+	return &Metrics{
+		Registry:             reg,
+		MessagesReceived:     counterVec("orderpipe_messages_received_total", "Messages received from SQS, by handler.", "handler"),
+		MessagesProcessed:    counterVec("orderpipe_messages_processed_total", "Messages handled successfully and deleted, by handler.", "handler"),
+		MessagesRetried:      counterVec("orderpipe_messages_retried_total", "Messages handed back to the queue for a later retry, by handler.", "handler"),
+		MessagesDeadLettered: counterVec("orderpipe_messages_dead_lettered_total", "Messages moved to the DLQ at once, by handler and reason.", "handler", "reason"),
+		MessagesReleased: counterVec("orderpipe_messages_released_total",
+			"Messages received during shutdown and handed back at once (visibility 0), by handler.", "handler"),
+		InFlight:        gaugeVec("orderpipe_messages_in_flight", "Messages received and not yet settled, by handler.", "handler"),
+		HandlerDuration: duration,
+		IdempotencyOutcomes: counterVec("orderpipe_idempotency_outcomes_total",
+			"Decisions of the Redis idempotency layer, by handler and outcome.", "handler", "outcome"),
+		RedisErrors:   counterVec("orderpipe_redis_errors_total", "Redis calls that failed or were skipped by the open breaker, by use.", "use"),
+		CacheRequests: counterVec("orderpipe_product_cache_requests_total", "Product cache lookups per SKU, by result (hit, miss, error).", "result"),
+		EmailsSent:    counterVec("orderpipe_emails_sent_total", "Emails accepted by the SMTP server, by event type.", "event_type"),
+		EmailDuplicateRisk: counterVec("orderpipe_email_duplicate_risk_total",
+			"Emails that may arrive twice: accepted but not recorded, of unknown outcome, or sent again after a claim ran out.", "cause"),
+		BreakerState: gaugeVec("orderpipe_breaker_state", "Circuit breaker state per dependency: 0 closed, 1 half-open, 2 open.", "breaker"),
+		BreakerTransitions: counterVec("orderpipe_breaker_transitions_total",
+			"Circuit breaker transitions, by dependency and the state entered.", "breaker", "to"),
+		Retries: counterVec("orderpipe_handler_retries_total",
+			"In-process retries of a handler after a transient failure, by handler and reason.", "handler", "reason"),
+		PoolResets: counterVec("orderpipe_db_pool_resets_total",
+			"Times the database pool dropped its connections after a failover signature, by signature.", "reason"),
+		OutboxPublished: counter("orderpipe_outbox_published_total",
+			"Events published from the transactional outbox (inventory's out-of-stock cancellations)."),
+		OutboxPublishFailures: counter("orderpipe_outbox_publish_failures_total",
+			"Outbox batches the relay failed to publish (SNS down, throttling, timeout); they are published again later."),
+	}
 }
 
-// OutboxPublished counts outbox events the relay published.
-var OutboxPublished = func() prometheus.Counter {
-	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "orderpipe_outbox_published_total",
-		Help: "Events published from the transactional outbox (inventory's out-of-stock cancellations)."})
-	factory.MustRegister(c)
-	return c
-}()
+// Or returns m, or a fresh set when m is nil: for components built without
+// metrics (tools, tests), which then count into a registry nobody serves.
+func Or(m *Metrics) *Metrics {
+	if m == nil {
+		return New()
+	}
+	return m
+}
 
-// OutboxPublishFailures counts batches the relay failed to publish; their
-// rows stay in the outbox and go out on a later try.
-var OutboxPublishFailures = func() prometheus.Counter {
-	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "orderpipe_outbox_publish_failures_total",
-		Help: "Outbox batches the relay failed to publish (SNS down, throttling, timeout); they are published again later."})
-	factory.MustRegister(c)
-	return c
-}()
+// Consumer returns the runtime's observer for one handler's queue.
+func (m *Metrics) Consumer(handler string) worker.Observer {
+	return consumerObserver{m: m, handler: handler, inFlight: m.InFlight.WithLabelValues(handler)}
+}
+
+type consumerObserver struct {
+	m        *Metrics
+	handler  string
+	inFlight prometheus.Gauge
+}
+
+func (o consumerObserver) Received(n int) {
+	o.m.MessagesReceived.WithLabelValues(o.handler).Add(float64(n))
+}
+func (o consumerObserver) InFlight(delta int) { o.inFlight.Add(float64(delta)) }
+func (o consumerObserver) Processed()         { o.m.MessagesProcessed.WithLabelValues(o.handler).Inc() }
+func (o consumerObserver) Retried()           { o.m.MessagesRetried.WithLabelValues(o.handler).Inc() }
+func (o consumerObserver) DeadLettered(reason string) {
+	o.m.MessagesDeadLettered.WithLabelValues(o.handler, reason).Inc()
+}
+func (o consumerObserver) Released(n int) {
+	o.m.MessagesReleased.WithLabelValues(o.handler).Add(float64(n))
+}
+func (o consumerObserver) Settled(outcome string, took time.Duration) {
+	o.m.HandlerDuration.WithLabelValues(o.handler, outcome).Observe(took.Seconds())
+}

@@ -35,6 +35,9 @@ type BreakerConfig struct {
 	// Logger receives one line per transition, and a reminder every
 	// RemindEvery while the breaker stays open. Defaults to slog.Default().
 	Logger *slog.Logger
+	// Metrics receives the breaker's state and transitions. Defaults to a
+	// set nobody serves.
+	Metrics *metrics.Metrics
 	// RemindEvery is how often an open breaker says again why it is open
 	// (the last failure: host, port, error), so an operator reading the
 	// log of a worker that has waited an hour sees why. Defaults to 30s.
@@ -76,6 +79,7 @@ func NewBreaker(cfg BreakerConfig) *Breaker {
 	if cfg.Effect == "" {
 		cfg.Effect = "consumers that need it pause"
 	}
+	cfg.Metrics = metrics.Or(cfg.Metrics)
 	if cfg.RemindEvery <= 0 {
 		cfg.RemindEvery = RemindEveryDefault
 	}
@@ -90,8 +94,8 @@ func NewBreaker(cfg BreakerConfig) *Breaker {
 		},
 		IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
 		OnStateChange: func(name string, from, to gobreaker.State) {
-			metrics.BreakerState.WithLabelValues(name).Set(float64(to))
-			metrics.BreakerTransitions.WithLabelValues(name, to.String()).Inc()
+			cfg.Metrics.BreakerState.WithLabelValues(name).Set(float64(to))
+			cfg.Metrics.BreakerTransitions.WithLabelValues(name, to.String()).Inc()
 			b.mu.Lock()
 			lastErr := b.lastErr
 			switch to {
@@ -110,7 +114,7 @@ func NewBreaker(cfg BreakerConfig) *Breaker {
 			b.mu.Unlock()
 		},
 	})
-	metrics.BreakerState.WithLabelValues(cfg.Name).Set(0)
+	cfg.Metrics.BreakerState.WithLabelValues(cfg.Name).Set(0)
 	ctx, cancel := context.WithCancel(context.Background())
 	b.stop = cancel
 	go b.probe(ctx)

@@ -167,7 +167,9 @@ func TestBreakerLogsOncePerEpisodeAndRemindsWhy(t *testing.T) {
 		for range 50 {
 			_ = b.Do(func() error { return refused })
 		}
-		waitFor("two reminders", func() bool { return logged.count("circuit breaker still open: test-db", "10.0.0.7:6432", "connection refused") >= 2*episode })
+		waitFor("two reminders", func() bool {
+			return logged.count("circuit breaker still open: test-db", "10.0.0.7:6432", "connection refused") >= 2*episode
+		})
 		if n := logged.count(`"msg":"circuit breaker open: test-db`); n != episode {
 			t.Errorf("episode %d: %d open lines, want %d (one per episode)", episode, n, episode)
 		}

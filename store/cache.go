@@ -14,7 +14,6 @@ import (
 
 	"github.com/orderpipe/orderpipe/catalog"
 	"github.com/orderpipe/orderpipe/events"
-	"github.com/orderpipe/orderpipe/metrics"
 )
 
 // ProductCacheTTLDefault bounds how long a product entry lives in Redis.
@@ -78,7 +77,7 @@ func (c *ProductCache) Products(ctx context.Context, skus []events.SKU) (map[eve
 		return err
 	})
 	if err != nil {
-		metrics.CacheRequests.WithLabelValues("error").Add(float64(len(skus)))
+		c.r.metrics.CacheRequests.WithLabelValues("error").Add(float64(len(skus)))
 		return c.db.Products(ctx, skus)
 	}
 	var missing []events.SKU
@@ -91,11 +90,11 @@ func (c *ProductCache) Products(ctx context.Context, skus []events.SKU) (map[eve
 		}
 		out[skus[i]] = p
 	}
-	metrics.CacheRequests.WithLabelValues("hit").Add(float64(len(skus) - len(missing)))
+	c.r.metrics.CacheRequests.WithLabelValues("hit").Add(float64(len(skus) - len(missing)))
 	if len(missing) == 0 {
 		return out, nil
 	}
-	metrics.CacheRequests.WithLabelValues("miss").Add(float64(len(missing)))
+	c.r.metrics.CacheRequests.WithLabelValues("miss").Add(float64(len(missing)))
 	loaded, versions, err := c.db.products(ctx, missing)
 	if err != nil {
 		return nil, err

@@ -65,6 +65,9 @@ type Config struct {
 	// Logger receives the database breaker's transitions and pool resets.
 	// Defaults to slog.Default().
 	Logger *slog.Logger
+	// Metrics counts pool resets and the breaker's states. Defaults to a
+	// set nobody serves.
+	Metrics *metrics.Metrics
 }
 
 // Proxies.
@@ -135,9 +138,10 @@ type DB struct {
 	pool      *pgxpool.Pool
 	breaker   *resilience.Breaker
 	log       *slog.Logger
+	metrics   *metrics.Metrics
 	lastReset atomic.Int64 // unix nanos
 
-	outboxTopic   string
+	outboxTopic string
 }
 
 // Database breaker settings: five unavailable failures in a row open it;
@@ -164,10 +168,10 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	db := &DB{pool: pool, log: log, outboxTopic: cfg.OutboxTopic}
+	db := &DB{pool: pool, log: log, metrics: metrics.Or(cfg.Metrics), outboxTopic: cfg.OutboxTopic}
 	db.breaker = resilience.NewBreaker(resilience.BreakerConfig{
 		Name: "database", Failures: DBBreakerFailures, OpenFor: DBBreakerOpenFor,
-		Probe: db.probeWritable, Logger: log,
+		Probe: db.probeWritable, Logger: log, Metrics: db.metrics,
 	})
 	return db, nil
 }
@@ -263,7 +267,7 @@ func (db *DB) resetPool(reason string) {
 		return
 	}
 	db.pool.Reset()
-	metrics.PoolResets.WithLabelValues(reason).Inc()
+	db.metrics.PoolResets.WithLabelValues(reason).Inc()
 	db.log.Warn("failover signature: dropped the pool's connections", "reason", reason)
 }
 

@@ -21,9 +21,10 @@ import (
 // alone, and a dead or hung Redis costs a message nothing but a database
 // round trip. Unlike the database's, this breaker holds no consumer back.
 type Redis struct {
-	rdb    *redis.Client
-	prefix string
-	br     *resilience.Breaker
+	rdb     *redis.Client
+	prefix  string
+	br      *resilience.Breaker
+	metrics *metrics.Metrics
 }
 
 // RedisConfig configures the Redis client.
@@ -38,6 +39,9 @@ type RedisConfig struct {
 	Timeout time.Duration
 	// Logger receives the breaker's state changes. Defaults to slog.Default().
 	Logger *slog.Logger
+	// Metrics counts Redis errors, cache lookups and the breaker's states.
+	// Defaults to a set nobody serves.
+	Metrics *metrics.Metrics
 }
 
 // Redis defaults.
@@ -51,13 +55,16 @@ const (
 
 // redisLog routes go-redis's own log lines (a failed dial per call while
 // Redis is down) to debug: the breaker already says it once per episode.
-type redisLog struct{}
+type redisLog struct{ log *slog.Logger }
 
-func (redisLog) Printf(ctx context.Context, format string, v ...any) {
-	slog.Default().DebugContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
 }
 
-func init() { redis.SetLogger(redisLog{}) }
+// RouteRedisLog sends go-redis's own log lines to log, at debug level. It
+// is process-wide (go-redis has one logger for every client), so the
+// commands call it once from main; a library must not.
+func RouteRedisLog(log *slog.Logger) { redis.SetLogger(redisLog{log: log}) }
 
 // OpenRedis returns the Redis client. Like the pool, it does not fail when
 // Redis is down.
@@ -82,9 +89,9 @@ func OpenRedis(cfg RedisConfig) (*Redis, error) {
 	// the retry, and a worker must not spend a second per message on a dead
 	// Redis before the breaker opens.
 	opt.MaxRetries, opt.DialerRetries, opt.DialerRetryTimeout = -1, 1, time.Millisecond
-	r := &Redis{rdb: redis.NewClient(opt), prefix: cfg.KeyPrefix}
+	r := &Redis{rdb: redis.NewClient(opt), prefix: cfg.KeyPrefix, metrics: metrics.Or(cfg.Metrics)}
 	r.br = resilience.NewBreaker(resilience.BreakerConfig{
-		Name: "redis", Failures: 3, OpenFor: BreakerOpenFor, Logger: log,
+		Name: "redis", Failures: 3, OpenFor: BreakerOpenFor, Logger: log, Metrics: r.metrics,
 		Effect: "idempotency keys and product cache bypassed, the database decides alone (slower, still exactly once)",
 	})
 	return r, nil
@@ -108,7 +115,7 @@ func (r *Redis) Ping(ctx context.Context) error {
 func (r *Redis) do(use string, fn func() error) error {
 	err := r.br.Do(fn)
 	if err != nil {
-		metrics.RedisErrors.WithLabelValues(use).Inc()
+		r.metrics.RedisErrors.WithLabelValues(use).Inc()
 		if errors.Is(err, resilience.ErrOpen) {
 			return fmt.Errorf("redis skipped (%s): %w", use, ErrRedisUnavailable)
 		}

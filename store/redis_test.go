@@ -22,13 +22,21 @@ import (
 // openRedis returns a store.Redis on the shared Redis under a fresh prefix.
 func openRedis(t *testing.T, url string) (*store.Redis, string) {
 	t.Helper()
+	r, prefix, _ := openRedisWithMetrics(t, url)
+	return r, prefix
+}
+
+// openRedisWithMetrics is openRedis with the metrics it counts into.
+func openRedisWithMetrics(t *testing.T, url string) (*store.Redis, string, *metrics.Metrics) {
+	t.Helper()
 	prefix := "orderpipe-test:" + uuid.NewString()[:8] + ":"
-	r, err := store.OpenRedis(store.RedisConfig{URL: url, KeyPrefix: prefix, Logger: testenv.Logger()})
+	m := metrics.New()
+	r, err := store.OpenRedis(store.RedisConfig{URL: url, KeyPrefix: prefix, Logger: testenv.Logger(), Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = r.Purge(context.Background()); r.Close() })
-	return r, prefix
+	return r, prefix, m
 }
 
 func TestIdempotencyKeysLifecycle(t *testing.T) {
@@ -88,7 +96,7 @@ func TestIdempotencyKeysLifecycle(t *testing.T) {
 
 func TestRedisDownFailsFastThroughTheBreaker(t *testing.T) {
 	testenv.Open(t, "store")
-	r, _ := openRedis(t, fmt.Sprintf("redis://127.0.0.1:%d/0", testenv.FreePort(t)))
+	r, _, m := openRedisWithMetrics(t, fmt.Sprintf("redis://127.0.0.1:%d/0", testenv.FreePort(t)))
 	keys := store.NewKeys(r, 0, 0)
 	var last error
 	for range 5 {
@@ -100,7 +108,7 @@ func TestRedisDownFailsFastThroughTheBreaker(t *testing.T) {
 	if !errors.Is(last, store.ErrRedisUnavailable) {
 		t.Errorf("after 5 failures err = %v, want the open breaker's ErrRedisUnavailable", last)
 	}
-	if v := testutil.ToFloat64(metrics.BreakerState.WithLabelValues("redis")); v != 2 {
+	if v := testutil.ToFloat64(m.BreakerState.WithLabelValues("redis")); v != 2 {
 		t.Errorf(`orderpipe_breaker_state{breaker="redis"} = %v, want 2 (open)`, v)
 	}
 }
@@ -108,13 +116,13 @@ func TestRedisDownFailsFastThroughTheBreaker(t *testing.T) {
 func TestProductCacheAside(t *testing.T) {
 	env := testenv.Open(t, "store")
 	ctx := context.Background()
-	r, prefix := openRedis(t, testenv.RedisURL)
+	r, prefix, m := openRedisWithMetrics(t, testenv.RedisURL)
 	cache := store.NewProductCache(r, env.DB, time.Minute)
 	sku := events.SKU("CACHE-" + uuid.NewString()[:8])
 	if _, err := env.DB.Pool().Exec(ctx, `INSERT INTO products (sku, name, price_cents, stock) VALUES ($1, 'Lamp', 4999, 10)`, string(sku)); err != nil {
 		t.Fatal(err)
 	}
-	count := func(result string) float64 { return testutil.ToFloat64(metrics.CacheRequests.WithLabelValues(result)) }
+	count := func(result string) float64 { return testutil.ToFloat64(m.CacheRequests.WithLabelValues(result)) }
 	get := func() catalog.Product {
 		t.Helper()
 		ps, err := cache.Products(ctx, []events.SKU{sku, "NO-SUCH-SKU"})

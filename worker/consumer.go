@@ -13,8 +13,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
-
-	"github.com/orderpipe/orderpipe/metrics"
 )
 
 // SQSAPI is the part of the SQS client the runtime uses.
@@ -62,6 +60,9 @@ type Config struct {
 	DeadLetterKeepAttributes []string
 	// Logger receives the runtime's logs. Defaults to slog.Default().
 	Logger *slog.Logger
+	// Observer hears every message's fate, for metrics. Defaults to
+	// NopObserver.
+	Observer Observer
 }
 
 // Gate holds a consumer's receiving back (backpressure).
@@ -101,6 +102,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Observer == nil {
+		c.Observer = NopObserver{}
 	}
 }
 
@@ -211,7 +215,7 @@ func (c *Consumer) receiveLoop(ctx, hardCtx context.Context, slots chan struct{}
 			continue
 		}
 		failures = 0
-		metrics.MessagesReceived.WithLabelValues(c.cfg.Name).Add(float64(len(msgs)))
+		c.cfg.Observer.Received(len(msgs))
 		if ctx.Err() != nil {
 			// Shutdown began while these were on their way: hand them back
 			// at once for another task instead of starting them.
@@ -273,7 +277,7 @@ func (c *Consumer) releaseAll(msgs []*Message) {
 		c.log.Warn("could not hand back messages received during shutdown; they return after their visibility timeout", "err", err, "messages", len(msgs))
 		return
 	}
-	metrics.MessagesReleased.WithLabelValues(c.cfg.Name).Add(float64(len(msgs)))
+	c.cfg.Observer.Released(len(msgs))
 	c.log.Info("handed back messages received during shutdown", "messages", len(msgs))
 }
 
@@ -364,9 +368,9 @@ func (c *Consumer) process(ctx context.Context, m *Message) {
 	hctx, cancel := context.WithTimeoutCause(context.WithValue(ctx, messageKey{}, m), c.cfg.HandlerTimeout, ErrHandlerTimeout)
 	defer cancel()
 	start := time.Now()
-	inFlight := metrics.InFlight.WithLabelValues(c.cfg.Name)
-	inFlight.Inc()
-	defer inFlight.Dec()
+	obs := c.cfg.Observer
+	obs.InFlight(1)
+	defer obs.InFlight(-1)
 	stopHeartbeat := c.heartbeat(hctx, m)
 	err := c.safeHandle(hctx, m)
 	stopHeartbeat()
@@ -378,7 +382,7 @@ func (c *Consumer) process(ctx context.Context, m *Message) {
 	switch reason, permanent := PermanentReason(err); {
 	case err == nil:
 		outcome = "ok"
-		metrics.MessagesProcessed.WithLabelValues(c.cfg.Name).Inc()
+		obs.Processed()
 		c.deleter.add(m.receipt)
 	case errors.Is(context.Cause(ctx), ErrShutdownTimeout):
 		// Shutdown cut the handler short: not the message's fault, whatever
@@ -391,7 +395,7 @@ func (c *Consumer) process(ctx context.Context, m *Message) {
 	default:
 		c.retry(sctx, m, err, log)
 	}
-	metrics.HandlerDuration.WithLabelValues(c.cfg.Name, outcome).Observe(time.Since(start).Seconds())
+	obs.Settled(outcome, time.Since(start))
 }
 
 // safeHandle turns a handler panic into an error with the stack, so one bad
@@ -434,7 +438,7 @@ func (c *Consumer) retry(ctx context.Context, m *Message, cause error, log *slog
 		delay = d
 	}
 	delay = min(max(delay, 0), maxVisibility) // what SQS accepts
-	metrics.MessagesRetried.WithLabelValues(c.cfg.Name).Inc()
+	c.cfg.Observer.Retried()
 	log.Warn("handler failed; will retry", "err", cause, "retry_in", delay.Round(time.Millisecond).String())
 	if err := c.changeVisibility(ctx, m, delay); err != nil {
 		log.Error("scheduling retry failed; message returns after its visibility timeout", "err", err)

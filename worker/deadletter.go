@@ -16,8 +16,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
-
-	"github.com/orderpipe/orderpipe/metrics"
 )
 
 // Dead-lettering copies a message whose handler returned a Permanent error to
@@ -80,7 +78,7 @@ func (c *Consumer) deadLetter(ctx context.Context, m *Message, reason string, ca
 		c.retry(ctx, m, fmt.Errorf("dead-letter (%s): %w", reason, err), log)
 		return
 	}
-	metrics.MessagesDeadLettered.WithLabelValues(c.cfg.Name, reason).Inc()
+	c.cfg.Observer.DeadLettered(reason)
 	log.Warn("message dead-lettered", "reason", reason, "err", cause, "folded_attributes", folded)
 	c.deleter.add(m.receipt)
 }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/orderpipe/orderpipe/cmd/internal/env"
+	"github.com/orderpipe/orderpipe/store"
 )
 
 type command struct {
@@ -31,7 +32,7 @@ var commands = []command{
 	{"drill", "failover drill: promote a standby, restart PostgreSQL and PgBouncer, stop Redis, under load; prints a table", drillCmd},
 	{"loadgen", "publish generated orders at a target rate: [--rate N] --count N | --duration D", loadgen},
 	{"bench", "benchmark the pipeline on the local stack: max rate, database ceiling, naive consumer, latency, runtime", benchCmd},
-	{"dlq", "dead letters: list [--queue H], show ID, redrive [--queue H] (--id ID | --reason R | --all)", dlqCmd},
+	{"dlq", "dead letters: list [--queue H] [--limit N], show ID [--queue H], redrive [--queue H] (--id ID | --reason R | --all) [--timeout D]", dlqCmd},
 	{"report", "print what the pipeline did (--json for one JSON object)", report},
 	{"wait", "wait until N orders are fully handled and the queues are empty, then report", wait},
 }
@@ -46,6 +47,7 @@ type cli struct {
 func main() {
 	var e env.Env
 	c := &cli{common: env.LoadCommon(&e), out: os.Stdout, log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	store.RouteRedisLog(c.log)
 	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
 		usage(&e)
 		os.Exit(2)

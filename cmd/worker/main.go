@@ -34,6 +34,7 @@ func main() {
 		os.Exit(healthcheck(w.cfg.MetricsAddr))
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: w.level}))
+	store.RouteRedisLog(log)
 	w.cfg.Logger = log
 	ctx, stop := signalContext(log)
 	defer stop()

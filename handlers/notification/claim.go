@@ -167,21 +167,23 @@ type Sender interface {
 
 // Courier delivers emails under the claim protocol above.
 type Courier struct {
-	store  ClaimStore
-	sender Sender
-	rules  ClaimRules
-	log    *slog.Logger
+	store   ClaimStore
+	sender  Sender
+	rules   ClaimRules
+	log     *slog.Logger
+	metrics *metrics.Metrics
 }
 
-// NewCourier returns a Courier, or the rules' error.
-func NewCourier(store ClaimStore, sender Sender, rules ClaimRules, log *slog.Logger) (*Courier, error) {
+// NewCourier returns a Courier, or the rules' error. m counts sends and
+// duplicate risks; nil counts into a set nobody serves.
+func NewCourier(store ClaimStore, sender Sender, rules ClaimRules, log *slog.Logger, m *metrics.Metrics) (*Courier, error) {
 	if err := rules.Validate(); err != nil {
 		return nil, err
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Courier{store: store, sender: sender, rules: rules.WithDefaults(), log: log}, nil
+	return &Courier{store: store, sender: sender, rules: rules.WithDefaults(), log: log, metrics: metrics.Or(m)}, nil
 }
 
 // maxClaimWait is the longest a duplicate waits before looking again: the
@@ -205,12 +207,12 @@ func (c *Courier) Deliver(ctx context.Context, ev events.Event, msg mailer.Messa
 	case err != nil || claim == AlreadySent:
 		return err
 	case claim == TakenOver:
-		metrics.EmailDuplicateRisk.WithLabelValues("takeover").Inc()
+		c.metrics.EmailDuplicateRisk.WithLabelValues("takeover").Inc()
 		c.log.Warn("sending an email whose earlier claim ran out unrecorded; it may arrive twice (same Message-ID)",
 			"event_id", ev.EventID, "message_id", msg.MessageID)
 	}
 	err = c.sender.Send(ctx, msg, func() error {
-		metrics.EmailsSent.WithLabelValues(string(ev.EventType)).Inc()
+		c.metrics.EmailsSent.WithLabelValues(string(ev.EventType)).Inc()
 		return c.record(ctx, ev)
 	})
 	switch {
@@ -233,7 +235,7 @@ func (c *Courier) Deliver(ctx context.Context, ev events.Event, msg mailer.Messa
 // that takes it over (counted). Never a retry in process, which would send
 // again at once and uncounted.
 func (c *Courier) keepClaim(ctx context.Context, ev events.Event, token, cause string, err error) error {
-	metrics.EmailDuplicateRisk.WithLabelValues(cause).Inc()
+	c.metrics.EmailDuplicateRisk.WithLabelValues(cause).Inc()
 	c.log.Warn("email may be out but is not recorded; its claim is kept until it runs out, then a later delivery sends it again",
 		"event_id", ev.EventID, "cause", cause, "err", err)
 	if cause == "outcome_unknown" {

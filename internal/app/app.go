@@ -23,7 +23,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/orderpipe/orderpipe/events"
-	"github.com/orderpipe/orderpipe/handlers"
 	"github.com/orderpipe/orderpipe/handlers/billing"
 	"github.com/orderpipe/orderpipe/handlers/inventory"
 	"github.com/orderpipe/orderpipe/handlers/notification"
@@ -70,6 +69,9 @@ type Config struct {
 	// MetricsAddr, if set, is where /metrics (Prometheus), /healthz and
 	// /readyz are served.
 	MetricsAddr string
+	// Metrics is where the worker counts; nil makes a set of its own.
+	// Tests pass one to read it.
+	Metrics *metrics.Metrics
 }
 
 // AWSConfig loads the default AWS configuration for region: the SDK reads
@@ -97,6 +99,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if len(cfg.Handlers) == 0 {
 		cfg.Handlers = cfg.Topology.Handlers()
 	}
+	m := metrics.Or(cfg.Metrics)
 	sqsc := sqs.NewFromConfig(cfg.AWS)
 	ap, err := topology.Resolve(ctx, sns.NewFromConfig(cfg.AWS), sqsc, cfg.Topology)
 	if err != nil {
@@ -105,6 +108,7 @@ func Run(ctx context.Context, cfg Config) error {
 	scfg := cfg.Store
 	scfg.Logger = log
 	scfg.OutboxTopic = cfg.Topology.Topic
+	scfg.Metrics = m
 	db, err := store.Open(ctx, scfg)
 	if err != nil {
 		return err
@@ -112,6 +116,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer db.Close()
 	rcfg := cfg.Redis
 	rcfg.Logger = log
+	rcfg.Metrics = m
 	rdb, err := store.OpenRedis(rcfg)
 	if err != nil {
 		return err
@@ -122,20 +127,17 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	smtpBreaker := resilience.NewBreaker(resilience.BreakerConfig{
-		Name: "smtp", Failures: 5, OpenFor: 2 * time.Second, Probe: mail.Ping, Logger: log,
+		Name: "smtp", Failures: 5, OpenFor: 2 * time.Second, Probe: mail.Ping, Logger: log, Metrics: m,
 	})
 	defer smtpBreaker.Close()
-	sender := &breakerSender{b: smtpBreaker, next: mail}
-	keys := store.NewKeys(rdb, cfg.IdemLease, cfg.IdemRetention)
-	courier, err := notification.NewCourier(db.EmailClaims(), sender, cfg.EmailClaim(), log)
+	hs, err := Handlers(Deps{
+		DB: db, Redis: rdb, Sender: &breakerSender{b: smtpBreaker, next: mail},
+		Claim: cfg.EmailClaim(), Notification: cfg.Notification,
+		IdemLease: cfg.IdemLease, IdemRetention: cfg.IdemRetention, ProductCacheTTL: cfg.ProductCacheTTL,
+		Retry: cfg.Retry, Metrics: m, Logger: log,
+	})
 	if err != nil {
 		return err
-	}
-	products := store.NewProductCache(rdb, db, cfg.ProductCacheTTL)
-	funcs := map[string]handlers.EventFunc{
-		billing.Name:      billing.New(db, products).Handle,
-		inventory.Name:    inventory.New(db, products).Handle,
-		notification.Name: notification.New(products, courier, cfg.Notification).Handle,
 	}
 	// Consumers receive only while the dependencies their handler needs are
 	// up: messages wait in the queue through an outage instead of burning
@@ -152,22 +154,21 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	if !cfg.NoRelay {
-		snsBreaker := newSNSBreaker(log)
+		snsBreaker := newSNSBreaker(log, m)
 		defer snsBreaker.Close()
-		g.Go(func() error { relay(gctx, db, pub, snsBreaker, log); return nil })
+		g.Go(func() error { relay(gctx, db, pub, snsBreaker, m, log); return nil })
 	}
 	if cfg.MetricsAddr != "" {
 		ready := readiness(db, rdb, smtpBreaker)
-		srv, err := serveHTTP(cfg.MetricsAddr, ready, log)
+		registerPoolStats(m, db)
+		srv, err := serveHTTP(cfg.MetricsAddr, m, ready, log)
 		if err != nil {
 			return err
 		}
 		defer srv.Close()
-		unregister := registerPoolStats(db)
-		defer unregister()
 	}
 	for _, name := range cfg.Handlers {
-		fn, ok := funcs[name]
+		h, ok := hs[name]
 		if !ok {
 			return fmt.Errorf("unknown handler %q (want billing, inventory or notification)", name)
 		}
@@ -175,11 +176,10 @@ func Run(ctx context.Context, cfg Config) error {
 		if !ok {
 			return fmt.Errorf("topology has no queue for handler %q", name)
 		}
-		h := handlers.Decode(handlers.Idempotent(keys, name, log, handlers.Resilient(name, cfg.Retry, fn)))
 		if cfg.Middleware != nil {
 			h = cfg.Middleware(q)(h)
 		}
-		c, err := newConsumer(sqsc, cfg.Consumer, q, h, gates[name], log)
+		c, err := newConsumer(sqsc, cfg.Consumer, q, h, gates[name], m, log)
 		if err != nil {
 			return err
 		}
@@ -194,9 +194,10 @@ func Run(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-func newConsumer(client *sqs.Client, tmpl worker.Config, q topology.AppliedQueue, h worker.Handler, gate worker.Gate, log *slog.Logger) (*worker.Consumer, error) {
+func newConsumer(client *sqs.Client, tmpl worker.Config, q topology.AppliedQueue, h worker.Handler, gate worker.Gate, m *metrics.Metrics, log *slog.Logger) (*worker.Consumer, error) {
 	c := tmpl
 	c.Gate = gate
+	c.Observer = m.Consumer(q.Handler)
 	c.Name, c.QueueURL, c.DLQURL = q.Handler, q.URL, q.DLQURL
 	c.VisibilityTimeout = time.Duration(q.VisibilityTimeoutSeconds) * time.Second
 	// What a dead letter must keep to be understood and redriven.
@@ -207,13 +208,13 @@ func newConsumer(client *sqs.Client, tmpl worker.Config, q topology.AppliedQueue
 
 // serveHTTP serves /metrics (Prometheus), /healthz (the process is alive)
 // and /readyz (its dependencies) at addr.
-func serveHTTP(addr string, ready func(context.Context) (map[string]string, bool), log *slog.Logger) (*http.Server, error) {
+func serveHTTP(addr string, m *metrics.Metrics, ready func(context.Context) (map[string]string, bool), log *slog.Logger) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("http listener on %s (METRICS_ADDR): %w", addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
@@ -266,13 +267,12 @@ func readiness(db *store.DB, rdb *store.Redis, smtp *resilience.Breaker) func(co
 	}
 }
 
-// registerPoolStats exports the pool's connection counts while the worker
-// runs. (A second worker in the same process, as in tests, keeps the first's.)
-func registerPoolStats(db *store.DB) (unregister func()) {
+// registerPoolStats exports the pool's connection counts on m.
+func registerPoolStats(m *metrics.Metrics, db *store.DB) {
 	stat := func(f func(s *pgxpool.Stat) float64) func() float64 {
 		return func() float64 { return f(db.Pool().Stat()) }
 	}
-	cs := []prometheus.Collector{
+	m.Registry.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "orderpipe_db_pool_acquired_connections", Help: "Pool connections in use."},
 			stat(func(s *pgxpool.Stat) float64 { return float64(s.AcquiredConns()) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "orderpipe_db_pool_idle_connections", Help: "Pool connections idle."},
@@ -281,18 +281,7 @@ func registerPoolStats(db *store.DB) (unregister func()) {
 			stat(func(s *pgxpool.Stat) float64 { return float64(s.MaxConns()) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "orderpipe_db_pool_acquire_waits_total", Help: "Acquires that had to wait for a connection."},
 			stat(func(s *pgxpool.Stat) float64 { return float64(s.EmptyAcquireCount()) })),
-	}
-	var registered []prometheus.Collector
-	for _, c := range cs {
-		if metrics.Registry.Register(c) == nil {
-			registered = append(registered, c)
-		}
-	}
-	return func() {
-		for _, c := range registered {
-			metrics.Registry.Unregister(c)
-		}
-	}
+	)
 }
 
 // breakerSender sends through the SMTP breaker. The record the notification

@@ -35,19 +35,19 @@ const (
 // newSNSBreaker is the relay's own circuit breaker: SNS failing says nothing
 // about the database, so it must not count against the database's breaker
 // (which would stop every consumer).
-func newSNSBreaker(log *slog.Logger) *resilience.Breaker {
+func newSNSBreaker(log *slog.Logger, m *metrics.Metrics) *resilience.Breaker {
 	return resilience.NewBreaker(resilience.BreakerConfig{
-		Name: "sns", Failures: 5, OpenFor: 5 * time.Second, Logger: log,
+		Name: "sns", Failures: 5, OpenFor: 5 * time.Second, Logger: log, Metrics: m,
 		Effect: "the outbox relay pauses; compensations wait in the outbox",
 	})
 }
 
 // relay publishes the outbox to the topic until ctx is done. Every worker
 // runs one; concurrent relays lease different rows.
-func relay(ctx context.Context, db *store.DB, pub *events.Publisher, sns *resilience.Breaker, log *slog.Logger) {
+func relay(ctx context.Context, db *store.DB, pub *events.Publisher, sns *resilience.Breaker, m *metrics.Metrics, log *slog.Logger) {
 	failing := false
 	for {
-		n, err := relayOnce(ctx, db, pub, sns)
+		n, err := relayOnce(ctx, db, pub, sns, m)
 		wait := relayIdle
 		switch {
 		case ctx.Err() != nil:
@@ -74,7 +74,7 @@ func relay(ctx context.Context, db *store.DB, pub *events.Publisher, sns *resili
 
 // relayOnce leases a batch, publishes it through the SNS breaker within
 // publishTimeout, and marks it sent; it returns how many rows it published.
-func relayOnce(ctx context.Context, db *store.DB, pub *events.Publisher, sns *resilience.Breaker) (int, error) {
+func relayOnce(ctx context.Context, db *store.DB, pub *events.Publisher, sns *resilience.Breaker, m *metrics.Metrics) (int, error) {
 	msgs, err := db.LeaseOutbox(ctx, relayBatch, relayLease)
 	if err != nil || len(msgs) == 0 {
 		return 0, err
@@ -95,7 +95,7 @@ func relayOnce(ctx context.Context, db *store.DB, pub *events.Publisher, sns *re
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 	defer cancel()
 	if err != nil {
-		metrics.OutboxPublishFailures.Inc()
+		m.OutboxPublishFailures.Inc()
 		if rerr := db.ReleaseOutbox(bctx, ids); rerr != nil {
 			err = errors.Join(err, rerr) // the lease runs out instead
 		}
@@ -104,6 +104,6 @@ func relayOnce(ctx context.Context, db *store.DB, pub *events.Publisher, sns *re
 	if err := db.MarkOutboxSent(bctx, ids); err != nil {
 		return 0, fmt.Errorf("published, but will publish again after the lease: %w", err)
 	}
-	metrics.OutboxPublished.Add(float64(len(msgs)))
+	m.OutboxPublished.Add(float64(len(msgs)))
 	return len(msgs), nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/orderpipe/orderpipe/handlers/billing"
 	"github.com/orderpipe/orderpipe/handlers/inventory"
 	"github.com/orderpipe/orderpipe/handlers/notification"
+	"github.com/orderpipe/orderpipe/internal/app"
 	"github.com/orderpipe/orderpipe/mailer"
 	"github.com/orderpipe/orderpipe/store"
 )
@@ -51,15 +52,13 @@ func (b *Bench) ceiling(ctx context.Context, d time.Duration) (RunResult, error)
 	if err != nil {
 		return res, err
 	}
-	courier, err := notification.NewCourier(db.EmailClaims(), mail, notification.ClaimRules{}, quiet)
+	// The handlers as the worker wires them; catalog reads go to the
+	// database (no Redis in the ceiling).
+	byName, err := app.EventFuncs(app.Deps{DB: db, Catalog: db, Sender: mail, Logger: quiet})
 	if err != nil {
 		return res, err
 	}
-	fns := []handlers.EventFunc{
-		billing.New(db, db).Handle,
-		inventory.New(db, db).Handle,
-		notification.New(db, courier, notification.Config{}).Handle,
-	}
+	fns := []handlers.EventFunc{byName[billing.Name], byName[inventory.Name], byName[notification.Name]}
 	conns := SampleConns(b.s.Admin, b.s.Cfg.DBName, 100*time.Millisecond)
 	cpu := b.cpuProbe(0)
 	start := time.Now()

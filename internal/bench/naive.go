@@ -11,12 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/orderpipe/orderpipe/handlers"
-	"github.com/orderpipe/orderpipe/handlers/billing"
-	"github.com/orderpipe/orderpipe/handlers/inventory"
-	"github.com/orderpipe/orderpipe/handlers/notification"
+	"github.com/orderpipe/orderpipe/internal/app"
 	"github.com/orderpipe/orderpipe/mailer"
-	"github.com/orderpipe/orderpipe/resilience"
 	"github.com/orderpipe/orderpipe/store"
 	"github.com/orderpipe/orderpipe/worker"
 )
@@ -71,8 +67,8 @@ func (b *Bench) naive(ctx context.Context, d time.Duration) (RunResult, error) {
 	return res, nil
 }
 
-// workerHandlers builds the worker's handler stack per queue, as
-// internal/app wires it.
+// workerHandlers builds the worker's handler stack per queue with
+// internal/app's own wiring.
 func (b *Bench) workerHandlers(ctx context.Context) (map[string]worker.Handler, func(), error) {
 	db, err := store.Open(ctx, store.Config{URL: b.s.ProxyURL, MaxConns: int32(b.cfg.DBMaxConns), Logger: quiet})
 	if err != nil {
@@ -89,20 +85,10 @@ func (b *Bench) workerHandlers(ctx context.Context) (map[string]worker.Handler, 
 		closeAll()
 		return nil, nil, err
 	}
-	keys, products := store.NewKeys(rdb, 0, 0), store.NewProductCache(rdb, db, 0)
-	courier, err := notification.NewCourier(db.EmailClaims(), mail, notification.ClaimRules{}, quiet)
+	hs, err := app.Handlers(app.Deps{DB: db, Redis: rdb, Sender: mail, Logger: quiet})
 	if err != nil {
 		closeAll()
 		return nil, nil, err
-	}
-	fns := map[string]handlers.EventFunc{
-		billing.Name:      billing.New(db, products).Handle,
-		inventory.Name:    inventory.New(db, products).Handle,
-		notification.Name: notification.New(products, courier, notification.Config{}).Handle,
-	}
-	hs := map[string]worker.Handler{}
-	for name, fn := range fns {
-		hs[name] = handlers.Decode(handlers.Idempotent(keys, name, quiet, handlers.Resilient(name, resilience.RetryPolicy{}, fn)))
 	}
 	return hs, closeAll, nil
 }

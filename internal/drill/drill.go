@@ -110,6 +110,7 @@ type drill struct {
 	pub       *events.Publisher
 	sqsc      *sqs.Client
 	say       func(format string, args ...any)
+	metrics   []*metrics.Metrics // one per worker
 }
 
 // Run runs the drill and returns a result per scenario. An error means the
@@ -291,9 +292,12 @@ func (d *drill) startWorkers(ctx context.Context) (stop func(), err error) {
 	log := slog.New(slog.NewJSONHandler(logFile, nil))
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
+	d.metrics = make([]*metrics.Metrics, d.cfg.Workers)
 	for i := range d.cfg.Workers {
+		d.metrics[i] = metrics.New()
 		wg.Go(func() {
 			err := app.Run(wctx, app.Config{
+				Metrics:  d.metrics[i],
 				AWS:      d.cfg.AWS,
 				Topology: d.top,
 				Store:    store.Config{URL: d.dbURL(), MaxConns: 8},
@@ -382,7 +386,7 @@ func (d *drill) order(sc string, n int) events.Event {
 
 func (d *drill) scenario(ctx context.Context, sc string) (Result, error) {
 	r := Result{Scenario: sc, Recovery: -1}
-	before := transitions()
+	before := d.transitions()
 	d.say("%s: load at %d orders/s for %s before the fault", sc, d.cfg.Rate, d.cfg.Before)
 	l := d.startLoad(ctx, sc)
 	time.Sleep(d.cfg.Before)
@@ -401,7 +405,7 @@ func (d *drill) scenario(ctx context.Context, sc string) (Result, error) {
 	if err := d.measure(ctx, sc, &r, l.sentAt, faultAt, writable); err != nil {
 		return r, err
 	}
-	r.Transitions = diffTransitions(before, transitions())
+	r.Transitions = diffTransitions(before, d.transitions())
 	return r, nil
 }
 
@@ -611,11 +615,14 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	return ds[min(int(float64(len(ds))*p), len(ds)-1)]
 }
 
-func transitions() map[string]float64 {
+// transitions sums the breakers' transitions over the workers.
+func (d *drill) transitions() map[string]float64 {
 	out := map[string]float64{}
-	for _, b := range []string{"database", "smtp", "redis"} {
-		for _, to := range []string{"open", "half-open", "closed"} {
-			out[b+" "+to] = testutil.ToFloat64(metrics.BreakerTransitions.WithLabelValues(b, to))
+	for _, m := range d.metrics {
+		for _, b := range []string{"database", "smtp", "redis"} {
+			for _, to := range []string{"open", "half-open", "closed"} {
+				out[b+" "+to] += testutil.ToFloat64(m.BreakerTransitions.WithLabelValues(b, to))
+			}
 		}
 	}
 	return out
