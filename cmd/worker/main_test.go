@@ -193,3 +193,36 @@ func TestTaskDefinitionPassesTheWorkersCheck(t *testing.T) {
 		t.Errorf("after one token: %d credential fetches, token for %.40q; want one fetch and a token for the proxy", fetches.Load(), token)
 	}
 }
+
+// TestEmailClaimShorterThanTheSendIsRefused: a claim that could run out
+// while its sender is still sending (or still recording an accepted email)
+// lets a second copy go out; the worker refuses it at start, naming both
+// variables.
+func TestEmailClaimShorterThanTheSendIsRefused(t *testing.T) {
+	hermeticAWS(t)
+	tests := []struct {
+		name    string
+		vars    map[string]string
+		wantErr bool
+	}{
+		{"claim at the send timeout", map[string]string{"EMAIL_CLAIM_TTL": "10s", "SMTP_TIMEOUT": "10s"}, true},
+		{"claim below send + record + margin", map[string]string{"EMAIL_CLAIM_TTL": "19s", "SMTP_TIMEOUT": "10s"}, true},
+		{"a long send with the default claim", map[string]string{"SMTP_TIMEOUT": "2m"}, true},
+		{"the shortest claim for a 1s send", map[string]string{"EMAIL_CLAIM_TTL": "11s", "SMTP_TIMEOUT": "1s"}, false},
+		{"the defaults", map[string]string{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := load(lookupMap(tt.vars)).check(context.Background())
+			if !tt.wantErr {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "EMAIL_CLAIM_TTL") || !strings.Contains(err.Error(), "SMTP_TIMEOUT") {
+				t.Fatalf("check() = %v, want a refusal naming EMAIL_CLAIM_TTL and SMTP_TIMEOUT", err)
+			}
+		})
+	}
+}
