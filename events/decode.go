@@ -25,6 +25,8 @@ const (
 	ReasonMissingField       Reason = "missing_field"
 	ReasonInvalidField       Reason = "invalid_field"
 	ReasonUnknownSKU         Reason = "unknown_sku"
+	// ReasonConflict: the event_id was seen with another payload (ErrConflict).
+	ReasonConflict Reason = "idempotency_conflict"
 )
 
 // ValidationError rejects an event that can never be processed.
@@ -32,6 +34,16 @@ type ValidationError struct {
 	Reason Reason
 	Field  string // JSON path of the offending field, if any
 	Detail string
+}
+
+// PermanentReason says that no retry can mend an invalid event, and why:
+// the error classification (resilience.Classify) reads it.
+func (e *ValidationError) PermanentReason() string { return string(e.Reason) }
+
+// UnknownSKU rejects an event naming a SKU the catalog does not have: the
+// one shape of that error, whichever handler finds it.
+func UnknownSKU(sku SKU) *ValidationError {
+	return &ValidationError{Reason: ReasonUnknownSKU, Field: "order.items", Detail: fmt.Sprintf("SKU %q is not in the catalog", sku)}
 }
 
 func (e *ValidationError) Error() string {

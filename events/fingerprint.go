@@ -3,7 +3,6 @@ package events
 import (
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 )
 
 // Fingerprint identifies an event's content, so that two messages with one
@@ -23,5 +22,13 @@ func Fingerprint(ev Event) [sha256.Size]byte {
 }
 
 // ErrConflict is wrapped by errors that found a second event with a known
-// event_id and a different payload. Such an event is never applied.
-var ErrConflict = errors.New("event_id reused with a different payload")
+// event_id and a different payload. Such an event is never applied: it is
+// permanent, with reason ReasonConflict.
+var ErrConflict error = conflictError{}
+
+type conflictError struct{}
+
+func (conflictError) Error() string { return "event_id reused with a different payload" }
+
+// PermanentReason says that no retry can mend a conflict.
+func (conflictError) PermanentReason() string { return string(ReasonConflict) }

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	snstypes "github.com/aws/aws-sdk-go-v2/service/sns/types"
-	"github.com/cenkalti/backoff/v5"
+
+	"github.com/orderpipe/orderpipe/resilience/retry"
 )
 
 // SNSAPI is the part of the SNS client the publisher uses.
@@ -126,12 +126,10 @@ func (p *Publisher) publishBatch(ctx context.Context, msgs []RawMessage) error {
 	for i, m := range msgs {
 		pending[strconv.Itoa(i)] = m
 	}
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = 100 * time.Millisecond
-	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+	err := retry.Do(ctx, retry.Policy{Tries: uint(p.cfg.MaxAttempts)}, nil, func(ctx context.Context) error {
 		out, err := p.client.PublishBatch(ctx, p.batchInput(pending))
 		if err != nil {
-			return struct{}{}, fmt.Errorf("sns PublishBatch: %w", err)
+			return fmt.Errorf("sns PublishBatch: %w", err)
 		}
 		for _, ok := range out.Successful {
 			delete(pending, aws.ToString(ok.Id))
@@ -141,15 +139,15 @@ func (p *Publisher) publishBatch(ctx context.Context, msgs []RawMessage) error {
 			err := fmt.Errorf("entry %s: %s: %s", aws.ToString(f.Id), aws.ToString(f.Code), aws.ToString(f.Message))
 			if f.SenderFault {
 				// The request itself is wrong; sending it again cannot help.
-				return struct{}{}, backoff.Permanent(err)
+				return retry.Stop(err)
 			}
 			failed = append(failed, err)
 		}
-		if len(pending) > 0 {
-			return struct{}{}, errors.Join(failed...)
+		if len(pending) > 0 && len(failed) == 0 {
+			return fmt.Errorf("sns PublishBatch: %d entries neither successful nor failed", len(pending))
 		}
-		return struct{}{}, nil
-	}, backoff.WithBackOff(bo), backoff.WithMaxTries(uint(p.cfg.MaxAttempts)))
+		return errors.Join(failed...)
+	})
 	if err != nil {
 		return fmt.Errorf("publish %d of %d messages: %w", len(pending), len(msgs), err)
 	}

@@ -38,7 +38,7 @@ func BenchmarkMessagePath(b *testing.B) {
 		"STICKER-PACK": {SKU: "STICKER-PACK", Name: "Sticker pack", Price: 199},
 	}
 	coupon := catalog.Coupon{Code: "SAVE10", Kind: catalog.CouponPercent, PercentBP: 1000}
-	h := handlers.Decode(func(_ context.Context, ev events.Event) error {
+	h := handlers.Adapt(func(_ context.Context, ev events.Event) error {
 		fp := events.Fingerprint(ev)
 		_ = hex.EncodeToString(fp[:])
 		_, subtotal, err := billing.PriceLines(ev.Order, products)

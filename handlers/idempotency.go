@@ -10,7 +10,7 @@ import (
 
 	"github.com/orderpipe/orderpipe/events"
 	"github.com/orderpipe/orderpipe/metrics"
-	"github.com/orderpipe/orderpipe/worker"
+	"github.com/orderpipe/orderpipe/resilience"
 )
 
 // Outcome is what the idempotency keys say about one delivery.
@@ -41,9 +41,6 @@ type Lease struct {
 // ErrLeaseLost is wrapped by KeyStore.Renew when the lease has run out.
 var ErrLeaseLost = errors.New("idempotency lease lost")
 
-// ReasonConflict is the DLQ reason for an event_id reused with another payload.
-const ReasonConflict = "idempotency_conflict"
-
 // KeyStore is the fast path of idempotency (Redis): an in-progress lease
 // that keeps concurrent copies from running the handler twice, and a
 // completed key that acknowledges known duplicates without the database.
@@ -55,12 +52,9 @@ type KeyStore interface {
 	LeaseTTL() time.Duration
 }
 
-// busyWait bounds how long a concurrent copy stays invisible before it looks
-// again: the holder usually finishes in milliseconds.
-const busyWait = 5 * time.Second
-
 // Idempotent runs next at most once per (handler, event) as far as the key
-// store can tell, and maps conflicts to the DLQ.
+// store can tell. A conflicting payload is events.ErrConflict (permanent); a
+// copy running elsewhere is a resilience.Held (come back later).
 //
 // The key store is a shortcut, never the guarantee: the handlers write their
 // ledger marker (with the payload fingerprint) in the transaction of their
@@ -75,17 +69,17 @@ func Idempotent(keys KeyStore, handler string, log *slog.Logger, m *metrics.Metr
 		lease, err := keys.Begin(ctx, handler, ev.EventID, hex.EncodeToString(fp[:]))
 		if err != nil {
 			count("bypass")
-			return conflictToDLQ(next(ctx, ev))
+			return next(ctx, ev)
 		}
 		count(lease.Outcome.String())
 		switch lease.Outcome {
 		case Done:
 			return nil
 		case Conflict:
-			return worker.Permanent(ReasonConflict, fmt.Errorf("event %s: %w", ev.EventID, events.ErrConflict))
+			return fmt.Errorf("event %s: %w", ev.EventID, events.ErrConflict)
 		case Busy:
-			return worker.RetryAfter(worker.WaitForHolder(ctx, lease.Remaining, busyWait),
-				fmt.Errorf("event %s: another copy is being handled", ev.EventID))
+			return &resilience.Held{Remaining: lease.Remaining, ByOther: true,
+				Err: fmt.Errorf("event %s: another copy is being handled", ev.EventID)}
 		}
 		stop := renewWhileRunning(ctx, keys, lease, log)
 		err = next(ctx, ev)
@@ -98,22 +92,13 @@ func Idempotent(keys KeyStore, handler string, log *slog.Logger, m *metrics.Metr
 			if rerr := keys.Release(bctx, lease); rerr != nil {
 				log.Debug("release idempotency lease", "err", rerr)
 			}
-			return conflictToDLQ(err)
+			return err
 		}
 		if cerr := keys.Complete(bctx, lease); cerr != nil {
 			log.Debug("record idempotency key", "err", cerr)
 		}
 		return nil
 	}
-}
-
-// conflictToDLQ turns a conflict the database ledger found into a permanent
-// failure with the conflict reason.
-func conflictToDLQ(err error) error {
-	if errors.Is(err, events.ErrConflict) {
-		return worker.Permanent(ReasonConflict, err)
-	}
-	return err
 }
 
 // renewWhileRunning renews the lease every third of its TTL until stop.

@@ -45,15 +45,15 @@ func TestIdempotent(t *testing.T) {
 		{name: "known duplicate is acknowledged without the handler", keys: fakeKeys{begin: Lease{Outcome: Done}},
 			wantCalls: 0, wantErr: isNil},
 		{name: "conflicting payload goes to the DLQ without the handler", keys: fakeKeys{begin: Lease{Outcome: Conflict}},
-			wantCalls: 0, wantErr: isPermanent(ReasonConflict)},
+			wantCalls: 0, wantErr: isPermanent(string(events.ReasonConflict))},
 		{name: "concurrent copy comes back later, bounded", keys: fakeKeys{begin: Lease{Outcome: Busy, Remaining: 25 * time.Second}},
-			wantCalls: 0, wantErr: isRetryAfter(busyWait)},
+			wantCalls: 0, wantErr: isRetryAfter(maxHolderWait)},
 		{name: "concurrent copy waits at least a second", keys: fakeKeys{begin: Lease{Outcome: Busy, Remaining: time.Millisecond}},
 			wantCalls: 0, wantErr: isRetryAfter(time.Second)},
 		{name: "redis failure runs the handler on the ledger alone", keys: fakeKeys{beginErr: errors.New("redis down")},
 			wantCalls: 1, wantErr: isNil},
 		{name: "ledger conflict with redis down goes to the DLQ", keys: fakeKeys{beginErr: errors.New("redis down")}, next: conflict,
-			wantCalls: 1, wantErr: isPermanent(ReasonConflict)},
+			wantCalls: 1, wantErr: isPermanent(string(events.ReasonConflict))},
 		{name: "handler failure releases the lease for the retry", keys: fakeKeys{begin: Lease{Outcome: Acquired}}, next: errDB,
 			wantCalls: 1, wantErr: func(err error) string { return is(err, errDB) }, released: 1},
 	}
@@ -65,7 +65,8 @@ func TestIdempotent(t *testing.T) {
 				calls++
 				return tt.next
 			})
-			err := fn(context.Background(), events.Event{EventID: "6f1c0b56-8a4e-4d2a-9c43-0a4b2b1b8f11", EventType: events.OrderPlaced})
+			ctx := context.Background()
+			err := outcome(ctx, fn(ctx, events.Event{EventID: "6f1c0b56-8a4e-4d2a-9c43-0a4b2b1b8f11", EventType: events.OrderPlaced}))
 			if calls != tt.wantCalls {
 				t.Errorf("handler ran %d times, want %d", calls, tt.wantCalls)
 			}

@@ -80,12 +80,13 @@ func TestRetry(t *testing.T) {
 		{"blips exhaust three tries", []error{blip, blip, blip, blip}, 3, blip},
 		{"permanent returns at once", []error{&pgconn.PgError{Code: "23505"}}, 1, &pgconn.PgError{Code: "23505"}},
 		{"open breaker returns at once", []error{ErrOpen}, 1, ErrOpen},
-		{"stopped decision returns unwrapped", []error{Stop(io.EOF)}, 1, io.EOF},
+		{"held returns at once", []error{&Held{Remaining: time.Second, Err: io.EOF}}, 1, &Held{Remaining: time.Second, Err: io.EOF}},
+		{"a domain error that says it is permanent returns at once", []error{fakePermanent{}}, 1, fakePermanent{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			calls, retries := 0, 0
-			err := Retry(context.Background(), RetryPolicy{Initial: time.Millisecond}, func(Failure) { retries++ }, func(context.Context) error {
+			err := Retry(context.Background(), RetryBudget{Initial: time.Millisecond}, func(Failure) { retries++ }, func(context.Context) error {
 				calls++
 				if calls <= len(tt.errs) {
 					return tt.errs[calls-1]
@@ -180,3 +181,9 @@ func TestBreakerLogsOncePerEpisodeAndRemindsWhy(t *testing.T) {
 		waitFor("closed", func() bool { return logged.count("circuit breaker closed: test-db") == episode })
 	}
 }
+
+// fakePermanent is a domain error that declares itself permanent.
+type fakePermanent struct{}
+
+func (fakePermanent) Error() string           { return "invalid: never" }
+func (fakePermanent) PermanentReason() string { return "invalid_field" }

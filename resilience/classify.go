@@ -7,10 +7,12 @@ package resilience
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/textproto"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -27,9 +29,36 @@ const (
 	Unavailable
 	// Permanent: no retry can mend it; the message goes to the DLQ at once.
 	Permanent
+	// Wait: the work is held (a lease or a claim, another delivery's, or
+	// this one's kept after an email whose outcome is unknown): the message
+	// comes back once the hold is over. Not a failure; never retried in
+	// process.
+	Wait
 )
 
-func (c Class) String() string { return [...]string{"transient", "unavailable", "permanent"}[c] }
+func (c Class) String() string {
+	return [...]string{"transient", "unavailable", "permanent", "wait"}[c]
+}
+
+// Held is the error of work held for Remaining more: by another delivery
+// (ByOther: it usually finishes in milliseconds, so look again soon), or
+// by this one's own kept claim (come back exactly then).
+type Held struct {
+	Remaining time.Duration
+	ByOther   bool
+	Err       error
+}
+
+func (h *Held) Error() string {
+	return fmt.Sprintf("held for %s more: %v", h.Remaining.Round(time.Millisecond), h.Err)
+}
+
+func (h *Held) Unwrap() error { return h.Err }
+
+// permanentReasoner is implemented by domain errors that no retry can mend
+// (an invalid event, a conflicting payload): they say so, with the reason
+// the dead letter carries.
+type permanentReasoner interface{ PermanentReason() string }
 
 // Failure is a classified error.
 type Failure struct {
@@ -43,15 +72,23 @@ type Failure struct {
 	Failover bool
 }
 
-// Classify says what err means. Unknown errors are transient: a redelivery
-// is always safer than a dead letter, and maxReceiveCount bounds it.
+// Classify says what err means: the one place that decides, for domain
+// errors (permanent with a reason, or held) and for the dependencies'
+// errors alike. Unknown errors are transient: a redelivery is always safer
+// than a dead letter, and maxReceiveCount bounds it.
 func Classify(err error) Failure {
 	var pgErr *pgconn.PgError
 	var smtpErr *textproto.Error
 	var netErr net.Error
+	var permanent permanentReasoner
+	var held *Held
 	switch {
 	case err == nil:
 		return Failure{Class: Transient, Reason: "none"}
+	case errors.As(err, &held):
+		return Failure{Class: Wait, Reason: "held"}
+	case errors.As(err, &permanent):
+		return Failure{Class: Permanent, Reason: permanent.PermanentReason()}
 	case errors.Is(err, context.Canceled):
 		return Failure{Class: Transient, Reason: "canceled"}
 	case errors.Is(err, context.DeadlineExceeded):

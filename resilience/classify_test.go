@@ -52,6 +52,9 @@ func TestClassify(t *testing.T) {
 		{"SMTP closing", &textproto.Error{Code: 421, Msg: "shutting down"}, Unavailable, "smtp_unavailable", false},
 		{"SMTP bad credentials (ours, not the message's)", &textproto.Error{Code: 535, Msg: "auth failed"}, Unavailable, "smtp_auth", false},
 		{"open breaker", fmt.Errorf("database: %w", ErrOpen), Transient, "unknown", false},
+		{"a domain error that declares itself permanent", fmt.Errorf("bill: %w", fakePermanent{}), Permanent, "invalid_field", false},
+		{"held by another delivery", fmt.Errorf("notify: %w", &Held{ByOther: true, Err: errors.New("claimed")}), Wait, "held", false},
+		{"held, wrapping a connection cut (an email of unknown outcome)", &Held{Err: fmt.Errorf("end data: %w", io.EOF)}, Wait, "held", false},
 		{"anything else", errors.New("surprise"), Transient, "unknown", false},
 	}
 	for _, tt := range tests {

@@ -5,24 +5,26 @@ import (
 	"errors"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
+	"github.com/orderpipe/orderpipe/resilience/retry"
 )
 
-// RetryPolicy bounds the in-process retry of a blip. Beyond it, the message
-// goes back to its queue with a visibility delay that grows with its
-// receive count (worker.RetryPolicy).
-type RetryPolicy struct {
+// RetryBudget bounds the handlers' in-process retry of a blip. Beyond it,
+// the message goes back to its queue with a visibility delay that grows
+// with its receive count (worker.RedeliveryPolicy).
+type RetryBudget struct {
 	// Tries is the most attempts in all. Defaults to 3.
 	Tries uint
-	// Initial is the first backoff; it doubles, with jitter. Defaults to 50ms.
+	// Initial is the first backoff; it grows, with jitter. Defaults to 50ms.
 	Initial time.Duration
 	// MaxElapsed bounds the whole retry. Defaults to 2s.
 	MaxElapsed time.Duration
 }
 
-// Retry runs fn until it succeeds, fails permanently, meets an open
-// breaker, or the policy is spent. onRetry (if not nil) hears each retry.
-func Retry(ctx context.Context, p RetryPolicy, onRetry func(Failure), fn func(context.Context) error) error {
+// Retry runs fn until it succeeds, fails permanently, is held, meets an
+// open breaker, or the budget is spent; only transient and unavailable
+// failures are retried. onRetry (if not nil) hears each retry.
+func Retry(ctx context.Context, b RetryBudget, onRetry func(Failure), fn func(context.Context) error) error {
+	p := retry.Policy{Tries: b.Tries, Initial: b.Initial, MaxElapsed: b.MaxElapsed}
 	if p.Tries == 0 {
 		p.Tries = 3
 	}
@@ -32,41 +34,19 @@ func Retry(ctx context.Context, p RetryPolicy, onRetry func(Failure), fn func(co
 	if p.MaxElapsed <= 0 {
 		p.MaxElapsed = 2 * time.Second
 	}
-	eb := backoff.NewExponentialBackOff()
-	eb.InitialInterval, eb.MaxInterval = p.Initial, p.MaxElapsed/2
-	attempt := 0
-	_, err := backoff.Retry(ctx, func() (struct{}, error) {
-		attempt++
+	p.MaxInterval = p.MaxElapsed / 2
+	var notify func(error)
+	if onRetry != nil {
+		notify = func(err error) { onRetry(Classify(err)) }
+	}
+	return retry.Do(ctx, p, notify, func(ctx context.Context) error {
 		err := fn(ctx)
 		if err == nil {
-			return struct{}{}, nil
+			return nil
 		}
-		var stop *stopError
-		if errors.As(err, &stop) {
-			return struct{}{}, backoff.Permanent(stop.err)
+		if c := Classify(err).Class; c == Permanent || c == Wait || errors.Is(err, ErrOpen) || ctx.Err() != nil {
+			return retry.Stop(err)
 		}
-		f := Classify(err)
-		if f.Class == Permanent || errors.Is(err, ErrOpen) || ctx.Err() != nil {
-			return struct{}{}, backoff.Permanent(err)
-		}
-		if attempt < int(p.Tries) && onRetry != nil {
-			onRetry(f)
-		}
-		return struct{}{}, err
-	}, backoff.WithBackOff(eb), backoff.WithMaxTries(p.Tries), backoff.WithMaxElapsedTime(p.MaxElapsed))
-	return err
+		return err
+	})
 }
-
-// Stop wraps an error that Retry must return at once, unwrapped: a
-// decision already made (dead-letter it, come back later) rather than a blip.
-func Stop(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &stopError{err}
-}
-
-type stopError struct{ err error }
-
-func (e *stopError) Error() string { return e.err.Error() }
-func (e *stopError) Unwrap() error { return e.err }

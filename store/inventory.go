@@ -53,7 +53,7 @@ func (t inventoryTx) LockStock(ctx context.Context, skus []events.SKU) (map[even
 	}
 	for _, s := range skus {
 		if _, ok := stock[s]; !ok {
-			return nil, fmt.Errorf("%w %q", inventory.ErrUnknownSKU, s)
+			return nil, fmt.Errorf("lock stock: %w", events.UnknownSKU(events.SKU(s)))
 		}
 	}
 	return stock, nil

@@ -44,8 +44,8 @@ type Config struct {
 	// ShutdownTimeout bounds how long Run waits for in-flight handlers after
 	// its context is cancelled. Defaults to 25s (under ECS's default 30s stopTimeout).
 	ShutdownTimeout time.Duration
-	// RetryPolicy schedules redeliveries of failed messages. Defaults to ExponentialRetry{}.
-	RetryPolicy RetryPolicy
+	// Redelivery schedules redeliveries of failed messages. Defaults to ExponentialRedelivery{}.
+	Redelivery RedeliveryPolicy
 	// Gate, if set, is waited on before every receive: while a dependency
 	// the handler needs is down (its circuit breaker open), the consumer
 	// receives nothing, so messages wait in the queue instead of burning
@@ -97,8 +97,8 @@ func (c *Config) setDefaults() {
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = ShutdownTimeoutDefault
 	}
-	if c.RetryPolicy == nil {
-		c.RetryPolicy = ExponentialRetry{}
+	if c.Redelivery == nil {
+		c.Redelivery = ExponentialRedelivery{}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -365,7 +365,7 @@ const settleTimeout = 10 * time.Second
 // process runs the handler and settles the message: delete, dead-letter, or
 // schedule a retry.
 func (c *Consumer) process(ctx context.Context, m *Message) {
-	hctx, cancel := context.WithTimeoutCause(context.WithValue(ctx, messageKey{}, m), c.cfg.HandlerTimeout, ErrHandlerTimeout)
+	hctx, cancel := context.WithTimeoutCause(NewContext(ctx, m), c.cfg.HandlerTimeout, ErrHandlerTimeout)
 	defer cancel()
 	start := time.Now()
 	obs := c.cfg.Observer
@@ -433,7 +433,7 @@ func (c *Consumer) heartbeat(ctx context.Context, m *Message) (stop func()) {
 }
 
 func (c *Consumer) retry(ctx context.Context, m *Message, cause error, log *slog.Logger) {
-	delay := c.cfg.RetryPolicy.NextDelay(m.ReceiveCount)
+	delay := c.cfg.Redelivery.NextDelay(m.ReceiveCount)
 	if d, ok := RetryAfterDelay(cause); ok {
 		delay = d
 	}

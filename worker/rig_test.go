@@ -31,7 +31,7 @@ const (
 	watch = 100 * time.Millisecond
 )
 
-// fixedRetry is a RetryPolicy with one delay.
+// fixedRetry is a RedeliveryPolicy with one delay.
 type fixedRetry time.Duration
 
 func (r fixedRetry) NextDelay(int) time.Duration { return time.Duration(r) }
@@ -58,7 +58,7 @@ type rig struct {
 
 // start runs a Consumer of srcURL until the test ends or stop is called.
 // Unset fields of cfg get test values: WaitTime 1s, VisibilityTimeout 2s,
-// RetryPolicy fixedRetry(policyDelay).
+// RedeliveryPolicy fixedRetry(policyDelay).
 func start(t *testing.T, f *sqsfake.Fake, h worker.Handler, cfg worker.Config) *rig {
 	t.Helper()
 	logs := &logRecorder{state: &logState{changed: make(chan struct{})}}
@@ -69,8 +69,8 @@ func start(t *testing.T, f *sqsfake.Fake, h worker.Handler, cfg worker.Config) *
 	if cfg.VisibilityTimeout == 0 {
 		cfg.VisibilityTimeout = visibility
 	}
-	if cfg.RetryPolicy == nil {
-		cfg.RetryPolicy = fixedRetry(policyDelay)
+	if cfg.Redelivery == nil {
+		cfg.Redelivery = fixedRetry(policyDelay)
 	}
 	c, err := worker.New(f, h, cfg)
 	if err != nil {

@@ -57,6 +57,12 @@ func FromContext(ctx context.Context) (*Message, bool) {
 	return m, ok
 }
 
+// NewContext returns ctx carrying m, as the runtime gives it to handlers:
+// for middleware tests and for code that runs a Handler itself.
+func NewContext(ctx context.Context, m *Message) context.Context {
+	return context.WithValue(ctx, messageKey{}, m)
+}
+
 // ReceiptHandle is the handle of this delivery, for middleware that talks to
 // SQS about it (the runtime settles the message itself).
 func (m *Message) ReceiptHandle() string { return m.receipt }

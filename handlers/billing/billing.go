@@ -9,7 +9,6 @@ import (
 
 	"github.com/orderpipe/orderpipe/catalog"
 	"github.com/orderpipe/orderpipe/events"
-	"github.com/orderpipe/orderpipe/worker"
 )
 
 // Name is the handler's name in the processed-events ledger and in logs.
@@ -113,10 +112,6 @@ func (h *Handler) place(ctx context.Context, ev events.Event) error {
 		_, err = tx.CreateInvoice(ctx, inv)
 		return err
 	})
-	var unknown *UnknownSKUError
-	if errors.As(err, &unknown) {
-		return worker.Permanent(string(events.ReasonUnknownSKU), fmt.Errorf("bill order %s: %w", ev.Order.OrderID, err))
-	}
 	if err != nil {
 		return fmt.Errorf("bill order %s: %w", ev.Order.OrderID, err)
 	}

@@ -34,11 +34,6 @@ type Quote struct {
 	CouponNote string // why a requested coupon was not applied, if it was not
 }
 
-// UnknownSKUError names a SKU the catalog does not have.
-type UnknownSKUError struct{ SKU events.SKU }
-
-func (e *UnknownSKUError) Error() string { return fmt.Sprintf("unknown SKU %q", e.SKU) }
-
 // PriceLines prices an order from catalog prices, one line per SKU in SKU
 // order (an order listing a SKU twice gets one line). Prices in the event, if
 // a shop sent any, are never read.
@@ -54,7 +49,7 @@ func PriceLines(o events.Order, products map[events.SKU]catalog.Product) ([]Line
 	for _, sku := range skus {
 		p, ok := products[sku]
 		if !ok {
-			return nil, 0, &UnknownSKUError{SKU: sku}
+			return nil, 0, events.UnknownSKU(sku)
 		}
 		if p.Price < 0 || p.Price > maxPrice {
 			return nil, 0, fmt.Errorf("price of %s is %d cents, outside 0..%d", sku, p.Price, maxPrice)

@@ -58,15 +58,14 @@ func TestPriceLines(t *testing.T) {
 		{
 			name:    "unknown SKU",
 			items:   items("MUG", 1, "NOPE", 1),
-			wantErr: &UnknownSKUError{SKU: "NOPE"},
+			wantErr: events.UnknownSKU("NOPE"),
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			lines, sub, err := PriceLines(events.Order{Items: tt.items}, testProducts)
 			if tt.wantErr != nil {
-				var u *UnknownSKUError
-				if !errors.As(err, &u) || err.Error() != tt.wantErr.Error() {
+				if reason, ok := events.ReasonOf(err); !ok || reason != events.ReasonUnknownSKU || err.Error() != tt.wantErr.Error() {
 					t.Fatalf("err = %v, want %v", err, tt.wantErr)
 				}
 				return

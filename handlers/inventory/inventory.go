@@ -4,7 +4,6 @@ package inventory
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/orderpipe/orderpipe/catalog"
 	"github.com/orderpipe/orderpipe/events"
-	"github.com/orderpipe/orderpipe/worker"
 )
 
 // Name is the handler's name in the processed-events ledger and in logs.
@@ -36,9 +34,6 @@ type Line struct {
 	Quantity int
 }
 
-// ErrUnknownSKU is returned by LockStock for a SKU not in the catalog.
-var ErrUnknownSKU = errors.New("unknown SKU")
-
 // Tx is what inventory needs from one database transaction.
 type Tx interface {
 	MarkProcessed(ctx context.Context, handler string, ev events.Event) (bool, error)
@@ -46,7 +41,8 @@ type Tx interface {
 	// Reservation returns the order's reservation status, or ok=false.
 	Reservation(ctx context.Context, orderID string) (s Status, ok bool, err error)
 	// LockStock locks the SKUs' product rows in SKU order (so concurrent
-	// orders cannot deadlock) and returns their stock. It wraps ErrUnknownSKU.
+	// orders cannot deadlock) and returns their stock. A SKU the catalog
+	// lacks is events.UnknownSKU.
 	LockStock(ctx context.Context, skus []events.SKU) (map[events.SKU]int, error)
 	// Reserve takes the lines from stock and records the reservation.
 	Reserve(ctx context.Context, ev events.Event, lines []Line) error
@@ -95,9 +91,6 @@ func (h *Handler) Handle(ctx context.Context, ev events.Event) error {
 	default:
 		return nil
 	}
-	if errors.Is(err, ErrUnknownSKU) {
-		return worker.Permanent(string(events.ReasonUnknownSKU), err)
-	}
 	return err
 }
 
@@ -113,7 +106,7 @@ func (h *Handler) checkCatalog(ctx context.Context, o events.Order) error {
 	}
 	for _, sku := range skus {
 		if _, ok := products[sku]; !ok {
-			return fmt.Errorf("inventory: order %s: %w %q", o.OrderID, ErrUnknownSKU, sku)
+			return fmt.Errorf("inventory: order %s: %w", o.OrderID, events.UnknownSKU(sku))
 		}
 	}
 	return nil

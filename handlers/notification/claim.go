@@ -10,11 +10,11 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
-
 	"github.com/orderpipe/orderpipe/events"
 	"github.com/orderpipe/orderpipe/mailer"
 	"github.com/orderpipe/orderpipe/metrics"
+	"github.com/orderpipe/orderpipe/resilience"
+	"github.com/orderpipe/orderpipe/resilience/retry"
 	"github.com/orderpipe/orderpipe/worker"
 )
 
@@ -186,11 +186,6 @@ func NewCourier(store ClaimStore, sender Sender, rules ClaimRules, log *slog.Log
 	return &Courier{store: store, sender: sender, rules: rules.WithDefaults(), log: log, metrics: metrics.Or(m)}, nil
 }
 
-// maxClaimWait is the longest a duplicate waits before looking again: the
-// holder usually finishes within milliseconds, and if it died the lease runs
-// out and a later look takes over.
-const maxClaimWait = 5 * time.Second
-
 // errUnrecorded marks an email the server accepted that could not be recorded.
 var errUnrecorded = errors.New("email accepted by the SMTP server but not recorded")
 
@@ -203,7 +198,7 @@ func (c *Courier) Deliver(ctx context.Context, ev events.Event, msg mailer.Messa
 	var claimed *ClaimedError
 	switch {
 	case errors.As(err, &claimed):
-		return worker.RetryAfter(worker.WaitForHolder(ctx, claimed.Remaining+time.Second, maxClaimWait), err)
+		return &resilience.Held{Remaining: claimed.Remaining, ByOther: true, Err: err}
 	case err != nil || claim == AlreadySent:
 		return err
 	case claim == TakenOver:
@@ -245,15 +240,16 @@ func (c *Courier) keepClaim(ctx context.Context, ev events.Event, token, cause s
 			c.log.Debug("mark email outcome unknown", "event_id", ev.EventID, "err", merr)
 		}
 	}
-	return worker.RetryAfter(c.rules.TTL, err)
+	return &resilience.Held{Remaining: c.rules.TTL, Err: err}
 }
 
-// record records an accepted email, retrying with backoff for up to
-// RecordFor, even if ctx is cancelled meanwhile (the email is out either way).
+// record records an accepted email, retrying every failure (an open
+// breaker included) with backoff from 100 ms to 2 s for up to RecordFor,
+// even if ctx is cancelled meanwhile (the email is out either way).
 func (c *Courier) record(ctx context.Context, ev events.Event) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.rules.RecordFor)
 	defer cancel()
-	if err := retryFor(ctx, func() error { return c.store.Record(ctx, ev) }); err != nil {
+	if err := retry.Do(ctx, retry.Policy{}, nil, func(ctx context.Context) error { return c.store.Record(ctx, ev) }); err != nil {
 		return fmt.Errorf("%w: %w", errUnrecorded, err)
 	}
 	return nil
@@ -265,23 +261,7 @@ func (c *Courier) record(ctx context.Context, ev events.Event) error {
 func (c *Courier) abandon(ctx context.Context, ev events.Event) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.rules.AbandonFor)
 	defer cancel()
-	return retryFor(ctx, func() error { return c.store.Abandon(ctx, ev) })
-}
-
-// retryFor runs fn until it succeeds or ctx ends, backing off from 100 ms to
-// 2 s; it returns fn's last error.
-func retryFor(ctx context.Context, fn func() error) error {
-	eb := backoff.NewExponentialBackOff()
-	eb.InitialInterval, eb.MaxInterval = 100*time.Millisecond, 2*time.Second
-	var last error
-	_, err := backoff.Retry(ctx, func() (struct{}, error) {
-		last = fn()
-		return struct{}{}, last
-	}, backoff.WithBackOff(eb), backoff.WithMaxElapsedTime(0))
-	if err != nil && last != nil {
-		return last
-	}
-	return err
+	return retry.Do(ctx, retry.Policy{}, nil, func(ctx context.Context) error { return c.store.Abandon(ctx, ev) })
 }
 
 // claimToken identifies the delivery being handled: a digest of its SQS

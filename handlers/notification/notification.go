@@ -7,20 +7,15 @@ package notification
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/orderpipe/orderpipe/catalog"
 	"github.com/orderpipe/orderpipe/events"
 	"github.com/orderpipe/orderpipe/mailer"
-	"github.com/orderpipe/orderpipe/worker"
 )
 
 // Name is the handler's name in the processed-events ledger and in logs.
 const Name = "notification"
-
-// ErrUnknownSKU is wrapped when an event names a SKU not in the catalog.
-var ErrUnknownSKU = errors.New("unknown SKU")
 
 // Catalog returns product names; a SKU it does not know is missing from the map.
 type Catalog interface {
@@ -59,9 +54,6 @@ func New(cat Catalog, courier *Courier, cfg Config) *Handler {
 // Handle implements handlers.EventFunc.
 func (h *Handler) Handle(ctx context.Context, ev events.Event) error {
 	if err := h.handle(ctx, ev); err != nil {
-		if errors.Is(err, ErrUnknownSKU) {
-			return worker.Permanent(string(events.ReasonUnknownSKU), err)
-		}
 		return fmt.Errorf("notify %s for order %s: %w", ev.EventType, ev.Order.OrderID, err)
 	}
 	return nil
@@ -80,7 +72,7 @@ func (h *Handler) handle(ctx context.Context, ev events.Event) error {
 	for _, sku := range skus {
 		p, ok := products[sku]
 		if !ok {
-			return fmt.Errorf("%w %q", ErrUnknownSKU, sku)
+			return events.UnknownSKU(sku)
 		}
 		names[sku] = p.Name
 	}

@@ -20,7 +20,6 @@ import (
 	"github.com/orderpipe/orderpipe/mailer"
 	"github.com/orderpipe/orderpipe/metrics"
 	"github.com/orderpipe/orderpipe/resilience"
-	"github.com/orderpipe/orderpipe/worker"
 )
 
 // These tests pin down the courier's steps with a fake claim store that
@@ -139,8 +138,8 @@ func TestCourierSteps(t *testing.T) {
 		name      string
 		store     fakeStore
 		sender    fakeSender
-		wantErr   error // nil: success
-		wantAfter time.Duration
+		wantErr   error            // nil: success
+		wantHeld  *resilience.Held // the hold asked for, if any (Err not compared)
 		wantCalls []string
 		wantRisk  string // the duplicate-risk cause counted, if any
 	}{
@@ -163,7 +162,7 @@ func TestCourierSteps(t *testing.T) {
 			name:      "a live claim of another delivery: come back when it may be over",
 			store:     fakeStore{claimErr: &notification.ClaimedError{Remaining: 30 * time.Second}},
 			wantErr:   &notification.ClaimedError{},
-			wantAfter: 5 * time.Second,
+			wantHeld:  &resilience.Held{Remaining: 30 * time.Second, ByOther: true},
 			wantCalls: []string{"claim"},
 		},
 		{
@@ -183,16 +182,16 @@ func TestCourierSteps(t *testing.T) {
 			name:      "outcome unknown: the claim is kept and marked, the message comes back after the lease",
 			sender:    fakeSender{fail: outcomeUnknown},
 			wantErr:   mailer.ErrOutcomeUnknown,
-			wantAfter: rules.TTL,
+			wantHeld:  &resilience.Held{Remaining: rules.TTL},
 			wantCalls: []string{"claim", "unknown"},
 			wantRisk:  "outcome_unknown",
 		},
 		{
-			name:      "accepted but the record keeps failing: counted, the claim is kept",
-			store:     fakeStore{recordErrs: []error{errDown}},
-			wantErr:   errDown,
-			wantAfter: rules.TTL,
-			wantRisk:  "unrecorded",
+			name:     "accepted but the record keeps failing: counted, the claim is kept",
+			store:    fakeStore{recordErrs: []error{errDown}},
+			wantErr:  errDown,
+			wantHeld: &resilience.Held{Remaining: rules.TTL},
+			wantRisk: "unrecorded",
 		},
 		{
 			name:      "a claim that ran out unrecorded is taken over: counted",
@@ -217,8 +216,10 @@ func TestCourierSteps(t *testing.T) {
 			case tt.wantErr != nil && !errors.Is(err, tt.wantErr) && !errors.As(err, new(*notification.ClaimedError)):
 				t.Fatalf("Handle = %v, want an error wrapping %v", err, tt.wantErr)
 			}
-			if after, ok := worker.RetryAfterDelay(err); ok != (tt.wantAfter > 0) || after != tt.wantAfter {
-				t.Errorf("retry after %v (%v), want %v", after, ok, tt.wantAfter)
+			var held *resilience.Held
+			if ok := errors.As(err, &held); ok != (tt.wantHeld != nil) ||
+				ok && (held.Remaining != tt.wantHeld.Remaining || held.ByOther != tt.wantHeld.ByOther) {
+				t.Errorf("held %+v, want %+v", held, tt.wantHeld)
 			}
 			if tt.wantCalls != nil && !slices.Equal(compact(tt.store.calls), tt.wantCalls) {
 				t.Errorf("store calls %s, want %s", strings.Join(compact(tt.store.calls), ", "), strings.Join(tt.wantCalls, ", "))
@@ -251,7 +252,7 @@ func TestOutcomeUnknownIsNotResentInProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := handlers.Resilient(notification.Name, resilience.RetryPolicy{Tries: 3, Initial: time.Millisecond}, nil,
+	h := handlers.Resilient(notification.Name, resilience.RetryBudget{Tries: 3, Initial: time.Millisecond}, nil,
 		notification.New(fakeCatalog{}, courier, notification.Config{}).Handle)
 	err = h(context.Background(), placed())
 	if !errors.Is(err, mailer.ErrOutcomeUnknown) {

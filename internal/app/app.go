@@ -58,7 +58,7 @@ type Config struct {
 	Consumer worker.Config
 	// Retry bounds the in-process retry of a blip; zero takes the defaults
 	// (3 tries within 2s).
-	Retry resilience.RetryPolicy
+	Retry resilience.RetryBudget
 	// Middleware, if set, returns a middleware to wrap each queue's handler
 	// in, outermost (instrumentation; the tests inject faults with it).
 	Middleware func(q topology.AppliedQueue) worker.Middleware

@@ -56,7 +56,7 @@ func (s *stack) startWorker(t *testing.T, opts ...func(*app.Config)) {
 		Store:    store.Config{URL: s.env.DBURL, MaxConns: 8},
 		Redis:    store.RedisConfig{URL: testenv.RedisURL, KeyPrefix: "orderpipe-test:" + s.prefix},
 		SMTP:     mailer.Config{Addr: testenv.SMTPAddr},
-		Consumer: worker.Config{WaitTime: time.Second, RetryPolicy: worker.ExponentialRetry{Base: time.Second, Max: 2 * time.Second}},
+		Consumer: worker.Config{WaitTime: time.Second, Redelivery: worker.ExponentialRedelivery{Base: time.Second, Max: 2 * time.Second}},
 		Logger:   testenv.Logger(),
 	}
 	// Unless ORDERPIPE_TEST_LOG asks for every line, keep the worker's

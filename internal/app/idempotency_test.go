@@ -16,7 +16,6 @@ import (
 
 	"github.com/orderpipe/orderpipe/catalog"
 	"github.com/orderpipe/orderpipe/events"
-	"github.com/orderpipe/orderpipe/handlers"
 	"github.com/orderpipe/orderpipe/internal/app"
 	"github.com/orderpipe/orderpipe/internal/testenv"
 	"github.com/orderpipe/orderpipe/metrics"
@@ -249,8 +248,8 @@ func TestConflictingPayloadIsDeadLettered(t *testing.T) {
 			sqsc := sqs.NewFromConfig(s.env.AWS)
 			for _, q := range s.ap.Queues {
 				got := drainReasons(t, sqsc, q.DLQURL, 1)
-				if len(got) != 1 || got[0] != handlers.ReasonConflict {
-					t.Errorf("%s DLQ reasons = %v, want [%s]", q.Handler, got, handlers.ReasonConflict)
+				if len(got) != 1 || got[0] != string(events.ReasonConflict) {
+					t.Errorf("%s DLQ reasons = %v, want [%s]", q.Handler, got, string(events.ReasonConflict))
 				}
 			}
 			waitQueuesEmpty(t, s)

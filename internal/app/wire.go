@@ -37,7 +37,7 @@ type Deps struct {
 	// defaults.
 	IdemLease, IdemRetention, ProductCacheTTL time.Duration
 	// Retry bounds the in-process retry of a blip; zero takes the defaults.
-	Retry   resilience.RetryPolicy
+	Retry   resilience.RetryBudget
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
 }
@@ -61,9 +61,9 @@ func EventFuncs(d Deps) (map[string]handlers.EventFunc, error) {
 }
 
 // Handlers returns each handler as the worker runs it, by name. The chain,
-// outermost first: decode and validate the body (a bad one is permanent),
-// the Redis idempotency fast path, the in-process retry of a blip and the
-// classification of what is permanent, then the handler.
+// outermost first: decode and validate the body, and settle what the
+// error means (handlers.Adapt, the one place that decides); the Redis
+// idempotency fast path; the in-process retry of a blip; the handler.
 func Handlers(d Deps) (map[string]worker.Handler, error) {
 	d.Metrics = metrics.Or(d.Metrics)
 	if d.Logger == nil {
@@ -76,7 +76,7 @@ func Handlers(d Deps) (map[string]worker.Handler, error) {
 	keys := store.NewKeys(d.Redis, d.IdemLease, d.IdemRetention)
 	hs := make(map[string]worker.Handler, len(fns))
 	for name, fn := range fns {
-		hs[name] = handlers.Decode(handlers.Idempotent(keys, name, d.Logger, d.Metrics, handlers.Resilient(name, d.Retry, d.Metrics, fn)))
+		hs[name] = handlers.Adapt(handlers.Idempotent(keys, name, d.Logger, d.Metrics, handlers.Resilient(name, d.Retry, d.Metrics, fn)))
 	}
 	return hs, nil
 }
