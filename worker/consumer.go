@@ -53,7 +53,7 @@ type Config struct {
 	Gate Gate
 	// DeadLetterKeepAttributes names the incoming message attributes a
 	// dead-lettered copy keeps first, in this order, when the message has
-	// more than fit beside the runtime's orderpipe_dlq_* ones (SQS allows
+	// more than fit beside the runtime's reason attributes (SQS allows
 	// ten); the others are kept by name, and the rest folded into
 	// AttrDLQDroppedAttributes. The product lists what it relies on
 	// (event_type, schema_version, traceparent). Defaults to none.
@@ -63,6 +63,10 @@ type Config struct {
 	// Observer hears every message's fate, for metrics. Defaults to
 	// NopObserver.
 	Observer Observer
+	// DLQAttributePrefix prefixes the attributes that say why a message was
+	// dead-lettered (reason, error, source_queue, receive_count,
+	// dropped_attributes). Defaults to DLQAttributePrefixDefault.
+	DLQAttributePrefix string
 }
 
 // Gate holds a consumer's receiving back (backpressure).
@@ -106,6 +110,9 @@ func (c *Config) setDefaults() {
 	if c.Observer == nil {
 		c.Observer = NopObserver{}
 	}
+	if c.DLQAttributePrefix == "" {
+		c.DLQAttributePrefix = DLQAttributePrefixDefault
+	}
 }
 
 // Validate names the first bad field.
@@ -129,11 +136,12 @@ func (c *Config) Validate() error {
 
 // Consumer consumes one queue.
 type Consumer struct {
-	client  SQSAPI
-	handler Handler
-	cfg     Config
-	log     *slog.Logger
-	deleter *deleter
+	client   SQSAPI
+	handler  Handler
+	cfg      Config
+	log      *slog.Logger
+	deleter  *deleter
+	dlqNames DLQAttributeNames
 }
 
 // New returns a Consumer for cfg.QueueURL that runs h for each message.
@@ -145,7 +153,8 @@ func New(client SQSAPI, h Handler, cfg Config) (*Consumer, error) {
 	log := cfg.Logger.With("handler", cfg.Name)
 	return &Consumer{
 		client: client, handler: h, cfg: cfg, log: log,
-		deleter: newDeleter(client, cfg.QueueURL, log),
+		deleter:  newDeleter(client, cfg.QueueURL, log),
+		dlqNames: DLQAttributesFor(cfg.DLQAttributePrefix),
 	}, nil
 }
 

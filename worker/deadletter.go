@@ -25,14 +25,14 @@ import (
 // attributes, and a string value may hold only #x9 | #xA | #xD | #x20-#xD7FF |
 // #xE000-#xFFFD | #x10000-#x10FFFF. So:
 //
-//   - The four orderpipe_dlq_* attributes (reason, error, source queue,
-//     receive count) are always there.
+//   - The four reason attributes (Config.DLQAttributePrefix + reason, error,
+//     source_queue, receive_count) are always there.
 //   - Incoming attributes are copied with their type (a Binary one stays
 //     Binary, byte for byte) while they fit beside those four: up to six.
 //   - With more than six, five are kept, first the names listed in
 //     Config.DeadLetterKeepAttributes (in that order), then the others by
 //     name; the rest are folded into one attribute,
-//     orderpipe_dlq_dropped_attributes: a JSON object of name → value in the
+//     the prefix + dropped_attributes: a JSON object of name → value in the
 //     shape of SQS's JSON API ({"DataType":…,"StringValue":…} or
 //     "BinaryValue": base64), which DroppedAttributes turns back into
 //     attributes for a redrive. The JSON keeps the values exact.
@@ -40,22 +40,41 @@ import (
 //     control characters (C0 but TAB, LF and CR; DEL; C1) and what SQS rejects
 //     are escaped as visible text (\x1b), invalid UTF-8 becomes U+FFFD. The
 //     error text may carry attacker-controlled input, and these values end up
-//     on an operator's terminal (`orderctl dlq list`). The runtime's own values
+//     on an operator's terminal. The runtime's own values
 //     are capped at maxDLQValueLen bytes, cut on a rune boundary.
 //   - If SQS still refuses the copy for what it holds (unsendable: too large,
-//     say), it is sent once more with the body and the four orderpipe_dlq_*
+//     say), it is sent once more with the body and the four reason
 //     attributes only, and the names of the attributes left out are logged.
 
-// Attributes the runtime sets on a dead-lettered message.
+// DLQAttributePrefixDefault is the prefix of the attributes the runtime
+// sets on a dead-lettered message (Config.DLQAttributePrefix).
+const DLQAttributePrefixDefault = "orderpipe_dlq_"
+
+// Attributes the runtime sets on a dead-lettered message, with the default
+// prefix.
 const (
-	AttrDLQReason       = "orderpipe_dlq_reason"
-	AttrDLQError        = "orderpipe_dlq_error"
-	AttrDLQSourceQueue  = "orderpipe_dlq_source_queue"
-	AttrDLQReceiveCount = "orderpipe_dlq_receive_count"
+	AttrDLQReason       = DLQAttributePrefixDefault + "reason"
+	AttrDLQError        = DLQAttributePrefixDefault + "error"
+	AttrDLQSourceQueue  = DLQAttributePrefixDefault + "source_queue"
+	AttrDLQReceiveCount = DLQAttributePrefixDefault + "receive_count"
 	// AttrDLQDroppedAttributes holds, as JSON, the incoming attributes that
 	// did not fit beside the others; see DroppedAttributes.
-	AttrDLQDroppedAttributes = "orderpipe_dlq_dropped_attributes"
+	AttrDLQDroppedAttributes = DLQAttributePrefixDefault + "dropped_attributes"
 )
+
+// DLQAttributeNames are the names of the attributes the runtime sets on a
+// dead-lettered message.
+type DLQAttributeNames struct {
+	Reason, Error, SourceQueue, ReceiveCount, Dropped string
+}
+
+// DLQAttributesFor returns the names with prefix.
+func DLQAttributesFor(prefix string) DLQAttributeNames {
+	return DLQAttributeNames{
+		Reason: prefix + "reason", Error: prefix + "error", SourceQueue: prefix + "source_queue",
+		ReceiveCount: prefix + "receive_count", Dropped: prefix + "dropped_attributes",
+	}
+}
 
 const (
 	maxMessageAttributes = 10   // the SQS limit
@@ -67,10 +86,10 @@ const (
 func (c *Consumer) deadLetter(ctx context.Context, m *Message, reason string, cause error, log *slog.Logger) {
 	incoming := m.sqsAttributes()
 	own := c.dlqAttributes(m, reason, cause)
-	attrs, folded := fitAttributes(incoming, own, c.cfg.DeadLetterKeepAttributes)
+	attrs, folded := fitAttributes(incoming, own, c.cfg.DeadLetterKeepAttributes, c.dlqNames.Dropped)
 	err := c.sendToDLQ(ctx, m, attrs)
 	if err != nil && unsendable(err) {
-		log.Warn("the DLQ refused the copy; sending it again with the body and the orderpipe_dlq_* attributes only",
+		log.Warn("the DLQ refused the copy; sending it again with the body and the runtime's reason attributes only",
 			"err", err, "dropped_attributes", slices.Sorted(maps.Keys(incoming)))
 		err = c.sendToDLQ(ctx, m, own)
 	}
@@ -98,19 +117,20 @@ func (c *Consumer) sendToDLQ(ctx context.Context, m *Message, attrs map[string]s
 // dlqAttributes returns the runtime's own attributes for a dead-lettered m.
 func (c *Consumer) dlqAttributes(m *Message, reason string, cause error) map[string]sqstypes.MessageAttributeValue {
 	return map[string]sqstypes.MessageAttributeValue{
-		AttrDLQReason:       stringAttr(cleanAttr(reason, maxDLQValueLen)),
-		AttrDLQError:        stringAttr(cleanAttr(cause.Error(), maxDLQValueLen)),
-		AttrDLQSourceQueue:  stringAttr(cleanAttr(c.cfg.QueueURL, maxDLQValueLen)),
-		AttrDLQReceiveCount: stringAttr(strconv.Itoa(m.ReceiveCount)),
+		c.dlqNames.Reason:       stringAttr(cleanAttr(reason, maxDLQValueLen)),
+		c.dlqNames.Error:        stringAttr(cleanAttr(cause.Error(), maxDLQValueLen)),
+		c.dlqNames.SourceQueue:  stringAttr(cleanAttr(c.cfg.QueueURL, maxDLQValueLen)),
+		c.dlqNames.ReceiveCount: stringAttr(strconv.Itoa(m.ReceiveCount)),
 	}
 }
 
 // fitAttributes returns own plus as many incoming attributes as SQS allows
-// beside them, the rest folded into AttrDLQDroppedAttributes, and the names
-// it folded. Incoming attributes named like one of the runtime's are replaced.
-func fitAttributes(incoming, own map[string]sqstypes.MessageAttributeValue, keepFirst []string) (map[string]sqstypes.MessageAttributeValue, []string) {
+// beside them, the rest folded into the attribute named dropped, and the
+// names it folded. Incoming attributes named like one of the runtime's are
+// replaced.
+func fitAttributes(incoming, own map[string]sqstypes.MessageAttributeValue, keepFirst []string, dropped string) (map[string]sqstypes.MessageAttributeValue, []string) {
 	out := maps.Clone(own)
-	names := attributeOrder(incoming, own, keepFirst)
+	names := attributeOrder(incoming, own, keepFirst, dropped)
 	room := maxMessageAttributes - len(own)
 	if len(names) > room {
 		room-- // one goes to the fold
@@ -127,15 +147,15 @@ func fitAttributes(incoming, own map[string]sqstypes.MessageAttributeValue, keep
 		fold[name] = foldedValue{DataType: aws.ToString(v.DataType), StringValue: v.StringValue, BinaryValue: v.BinaryValue}
 	}
 	if len(fold) > 0 {
-		out[AttrDLQDroppedAttributes] = stringAttr(encodeFold(fold))
+		out[dropped] = stringAttr(encodeFold(fold))
 	}
 	return out, folded
 }
 
 // attributeOrder lists the incoming names to copy: those in keepFirst, in
 // that order, then the others sorted, so what is kept is deterministic.
-func attributeOrder(incoming, own map[string]sqstypes.MessageAttributeValue, keepFirst []string) []string {
-	reserved := func(name string) bool { _, ok := own[name]; return ok || name == AttrDLQDroppedAttributes }
+func attributeOrder(incoming, own map[string]sqstypes.MessageAttributeValue, keepFirst []string, dropped string) []string {
+	reserved := func(name string) bool { _, ok := own[name]; return ok || name == dropped }
 	names := make([]string, 0, len(incoming))
 	for _, name := range keepFirst {
 		if _, ok := incoming[name]; ok && !reserved(name) && !slices.Contains(names, name) {

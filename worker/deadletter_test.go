@@ -121,7 +121,7 @@ func TestFitAttributes(t *testing.T) {
 			wantKept: []string{"a01", "a02", "a03", "a04", "a05", "a06"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got, folded := fitAttributes(tt.incoming, own, tt.keepFirst)
+			got, folded := fitAttributes(tt.incoming, own, tt.keepFirst, AttrDLQDroppedAttributes)
 			if len(got) > maxMessageAttributes {
 				t.Errorf("%d attributes, SQS allows %d", len(got), maxMessageAttributes)
 			}

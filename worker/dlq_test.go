@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -89,6 +91,22 @@ func TestPermanentErrorsAreDeadLetteredAtOnce(t *testing.T) {
 	}
 	if len(r.logs.find("message dead-lettered")) != 1 {
 		t.Error("the dead-lettering was not logged")
+	}
+}
+
+// TestDLQAttributePrefixIsTheProducts: another product names its reason
+// attributes with its own prefix, and nothing of orderpipe's is written.
+func TestDLQAttributePrefixIsTheProducts(t *testing.T) {
+	t.Parallel()
+	r, _, _ := deadLetterOne(t, newFake(), worker.Config{DLQAttributePrefix: "shop_dlq_"}, `{"order":1}`, nil, "bad_input", errors.New("never valid"))
+	dlq := r.dlq()
+	if len(dlq) != 1 {
+		t.Fatalf("DLQ holds %d messages, want 1", len(dlq))
+	}
+	names := slices.Sorted(maps.Keys(dlq[0].Attributes))
+	want := []string{"shop_dlq_error", "shop_dlq_reason", "shop_dlq_receive_count", "shop_dlq_source_queue"}
+	if !slices.Equal(names, want) {
+		t.Errorf("DLQ attribute names %v, want %v", names, want)
 	}
 }
 

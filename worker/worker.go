@@ -2,7 +2,9 @@
 // receive, a bounded number of messages in flight, per-message timeouts, a
 // visibility heartbeat for slow handlers, retries scheduled through
 // ChangeMessageVisibility, immediate dead-lettering of permanent failures and
-// batched deletes after success. It knows nothing about orders.
+// batched deletes after success. It knows nothing about the product it
+// serves: metrics go through an Observer, the dead-letter attributes take a
+// configurable prefix.
 //
 // The one rule it never bends: a message is deleted only after its handler
 // returned nil (or after it was copied to the DLQ). When in doubt, a
@@ -68,7 +70,7 @@ func NewContext(ctx context.Context, m *Message) context.Context {
 func (m *Message) ReceiptHandle() string { return m.receipt }
 
 // Annotate adds key/value pairs to every log line the runtime writes about
-// this message (event_id, order_id...). Handlers call it once they know them.
+// this message (a business id, say). Handlers call it once they know them.
 func (m *Message) Annotate(kv ...any) { m.logAttrs = append(m.logAttrs, kv...) }
 
 // Handler processes one message. Returning nil acknowledges it (it is
