@@ -2,14 +2,17 @@
 SHELL := /bin/bash
 GO    ?= go
 PKGS  := ./...
+# VERSION, when set, is stamped into the binaries (`--version`); unset, they
+# print the module version and VCS revision Go records.
+VERSION ?=
 
 .PHONY: help up down status demo test test-unit build fuzz lint clean drill bench soak bench-go
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-build: ## build bin/worker and bin/orderctl
-	$(GO) build -o bin/ ./cmd/worker ./cmd/orderctl
+build: ## build bin/worker, bin/orderctl (shipped) and bin/orderbench (bench, loadgen, drill; not shipped)
+	$(GO) build -ldflags="-X main.version=$(VERSION)" -o bin/ ./cmd/worker ./cmd/orderctl ./cmd/orderbench
 
 up: ## start the local stack (PgBouncer, SNS/SQS emulator, Mailpit; PostgreSQL and Redis if down)
 	scripts/stack.sh up
@@ -30,13 +33,13 @@ test-unit: ## unit tests only (no services needed)
 	$(GO) test -short -count=1 $(PKGS)
 
 drill: build up ## failover drill: standby promotion, PostgreSQL and PgBouncer restarts, Redis outage, under load
-	eval "$$(scripts/stack.sh env)" && bin/orderctl drill
+	eval "$$(scripts/stack.sh env)" && bin/orderbench drill
 
 bench: build up ## benchmark on the local stack (~8 min): max rate, database ceiling, naive consumer, latency, runtime; table and plot in .stack/bench/
-	eval "$$(scripts/stack.sh env)" && bin/orderctl bench
+	eval "$$(scripts/stack.sh env)" && bin/orderbench bench
 
 soak: build up ## worker memory at half the max rate for BENCH_SOAK (10m), after a max run; results in .stack/bench/soak/
-	eval "$$(scripts/stack.sh env)" && bin/orderctl bench --phases max,soak --soak $${BENCH_SOAK:-10m} --profile never --out .stack/bench/soak
+	eval "$$(scripts/stack.sh env)" && bin/orderbench bench --phases max,soak --soak $${BENCH_SOAK:-10m} --profile never --out .stack/bench/soak
 
 bench-go: ## Go benchmarks of the per-message hot path (decode, validate, fingerprint, pricing), with allocations
 	$(GO) test -run '^$$' -bench . -benchmem ./events ./handlers/...

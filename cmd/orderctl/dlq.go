@@ -25,15 +25,15 @@ func dlqCmd(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := c.common.AWS(ctx)
+	cfg, err := c.Common.AWS(ctx)
 	if err != nil {
 		return err
 	}
-	ap, err := c.resolve(ctx, cfg)
+	ap, err := c.Resolve(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	return runDLQ(ctx, sqs.NewFromConfig(cfg), ap, c.out, o)
+	return runDLQ(ctx, sqs.NewFromConfig(cfg), ap, c.Out, o)
 }
 
 // dlqOptions is one `orderctl dlq` command line.

@@ -31,7 +31,7 @@ func migrate(ctx context.Context, c *cli, args []string) error {
 	if err := db.Seed(ctx, seed.Products, seed.Coupons); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.out, "database migrated; catalog seeded: %d products, %d coupons\n", len(seed.Products), len(seed.Coupons))
+	fmt.Fprintf(c.Out, "database migrated; catalog seeded: %d products, %d coupons\n", len(seed.Products), len(seed.Coupons))
 	return nil
 }
 
@@ -68,6 +68,6 @@ func reset(ctx context.Context, c *cli, args []string) error {
 	if _, err := rdb.Purge(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintln(c.out, "order tables emptied, catalog restored, queues purged, Redis keys purged")
+	fmt.Fprintln(c.Out, "order tables emptied, catalog restored, queues purged, Redis keys purged")
 	return nil
 }

@@ -58,12 +58,12 @@ func product(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.out, "%s %q price %s (%d cents) stock %d\n", p.SKU, p.Name, p.Price, int64(p.Price), p.Stock)
+	fmt.Fprintf(c.Out, "%s %q price %s (%d cents) stock %d\n", p.SKU, p.Name, p.Price, int64(p.Price), p.Stock)
 	return nil
 }
 
 func (c *cli) redisConfig() store.RedisConfig {
-	cfg := c.common.Redis
-	cfg.Logger = c.log
+	cfg := c.Common.Redis
+	cfg.Logger = c.Log
 	return cfg
 }

@@ -17,22 +17,22 @@ func provision(ctx context.Context, c *cli, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := c.common.AWS(ctx)
+	cfg, err := c.Common.AWS(ctx)
 	if err != nil {
 		return err
 	}
-	ap, err := topology.Apply(ctx, sns.NewFromConfig(cfg), sqs.NewFromConfig(cfg), c.common.Topology())
+	ap, err := topology.Apply(ctx, sns.NewFromConfig(cfg), sqs.NewFromConfig(cfg), c.Common.Topology())
 	if err != nil {
 		return err
 	}
 	b, _ := json.MarshalIndent(ap, "", "  ")
-	fmt.Fprintln(c.out, string(b))
+	fmt.Fprintln(c.Out, string(b))
 	return nil
 }
 
 // openStore opens the pool; callers close it.
 func (c *cli) openStore(ctx context.Context) (*store.DB, error) {
-	cfg, err := c.common.StoreConfig(ctx)
+	cfg, err := c.Common.StoreConfig(ctx)
 	if err != nil {
 		return nil, err
 	}

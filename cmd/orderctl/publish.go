@@ -10,8 +10,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/sns"
-
 	"github.com/orderpipe/orderpipe/events"
 	"github.com/orderpipe/orderpipe/internal/seed"
 )
@@ -25,7 +23,7 @@ func publish(ctx context.Context, c *cli, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	pub, err := c.publisher(ctx)
+	pub, err := c.Publisher(ctx)
 	if err != nil {
 		return err
 	}
@@ -49,20 +47,8 @@ func publish(ctx context.Context, c *cli, args []string) error {
 			n, err = pub.Publish(ctx, evs)
 		}
 	}
-	fmt.Fprintf(c.out, "published %d events in %s\n", n, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(c.Out, "published %d events in %s\n", n, time.Since(start).Round(time.Millisecond))
 	return err
-}
-
-func (c *cli) publisher(ctx context.Context) (*events.Publisher, error) {
-	cfg, err := c.common.AWS(ctx)
-	if err != nil {
-		return nil, err
-	}
-	ap, err := c.resolve(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	return events.NewPublisher(sns.NewFromConfig(cfg), events.PublisherConfig{TopicARN: ap.TopicARN})
 }
 
 func readLines(path string) ([]string, error) {

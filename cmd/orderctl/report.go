@@ -8,8 +8,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/orderpipe/orderpipe/store"
@@ -22,10 +20,6 @@ type Report struct {
 	store.OrderStates
 	DLQ     int64 `json:"dlq"`     // messages in the three DLQs
 	Pending int64 `json:"pending"` // messages visible, in flight or delayed in the three queues
-}
-
-func (c *cli) resolve(ctx context.Context, cfg aws.Config) (topology.Applied, error) {
-	return topology.Resolve(ctx, sns.NewFromConfig(cfg), sqs.NewFromConfig(cfg), c.common.Topology())
 }
 
 func (c *cli) collect(ctx context.Context, db *store.DB, sqsc *sqs.Client, ap topology.Applied) (Report, error) {
@@ -60,11 +54,11 @@ type reporter struct {
 }
 
 func (c *cli) reporter(ctx context.Context) (*reporter, error) {
-	cfg, err := c.common.AWS(ctx)
+	cfg, err := c.Common.AWS(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ap, err := c.resolve(ctx, cfg)
+	ap, err := c.Resolve(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -103,10 +97,10 @@ func (c *cli) print(rep Report, asJSON bool) error {
 		if err != nil {
 			return fmt.Errorf("encode report: %w", err)
 		}
-		_, err = fmt.Fprintln(c.out, string(b))
+		_, err = fmt.Fprintln(c.Out, string(b))
 		return err
 	}
-	w := tabwriter.NewWriter(c.out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	w := tabwriter.NewWriter(c.Out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	rows := []struct {
 		k string
 		v any

@@ -1,6 +1,7 @@
 // Command worker consumes the order queues and runs the billing,
 // notification and inventory handlers. Configuration comes from environment
-// variables: `worker -h` lists them.
+// variables: `worker -h` lists them; `worker --version` prints the version
+// and build information without reading any.
 package main
 
 import (
@@ -15,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/orderpipe/orderpipe/cmd/internal/buildinfo"
 	"github.com/orderpipe/orderpipe/cmd/internal/env"
 	"github.com/orderpipe/orderpipe/handlers/notification"
 	"github.com/orderpipe/orderpipe/internal/app"
@@ -23,10 +25,18 @@ import (
 	"github.com/orderpipe/orderpipe/worker"
 )
 
+// version is stamped by the build: -ldflags "-X main.version=...".
+var version string
+
 func main() {
+	// Before any variable is read: the version needs no configuration.
+	if len(os.Args) > 1 && buildinfo.Requested(os.Args[1]) {
+		fmt.Print(buildinfo.String("worker", version))
+		return
+	}
 	w := load(os.LookupEnv)
 	if len(os.Args) > 1 && (os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help") {
-		fmt.Fprintln(os.Stderr, "usage: worker [healthcheck]\n\nConsumes the order queues. `worker healthcheck` exits 0 if the worker\nin this container answers /healthz (for the ECS container health check).\n\nEnvironment variables:")
+		fmt.Fprintln(os.Stderr, "usage: worker [healthcheck | --version]\n\nConsumes the order queues. `worker healthcheck` exits 0 if the worker\nin this container answers /healthz (for the ECS container health check).\n`worker --version` prints the version and the build information.\n\nEnvironment variables:")
 		w.env.Usage(os.Stderr)
 		return
 	}

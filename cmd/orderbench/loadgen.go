@@ -26,7 +26,7 @@ func loadgen(ctx context.Context, c *cli, args []string) error {
 	if *count <= 0 && *duration <= 0 {
 		return errors.New("give --count N or --duration D (or both)")
 	}
-	pub, err := c.publisher(ctx)
+	pub, err := c.Publisher(ctx)
 	if err != nil {
 		return err
 	}
@@ -36,11 +36,11 @@ func loadgen(ctx context.Context, c *cli, args []string) error {
 		Generator: bench.NewGenerator(*seed, *domain), Publisher: pub, Progress: prog,
 	})
 	prog.Finish()
-	fmt.Fprintf(c.out, "published %d orders in %s (%.0f/s)", res.Published, res.Elapsed.Round(time.Millisecond), res.Rate())
+	fmt.Fprintf(c.Out, "published %d orders in %s (%.0f/s)", res.Published, res.Elapsed.Round(time.Millisecond), res.Rate())
 	if res.Failed > 0 {
-		fmt.Fprintf(c.out, "; %d failed", res.Failed)
+		fmt.Fprintf(c.Out, "; %d failed", res.Failed)
 	}
-	fmt.Fprintln(c.out)
+	fmt.Fprintln(c.Out)
 	if errors.Is(err, context.Canceled) {
 		return nil // interrupted: what was published is reported
 	}

@@ -22,7 +22,7 @@ import (
 )
 
 // benchCmd runs the benchmark on the local stack and prints its table.
-// `orderctl bench worker PROFILE` is its helper: the pipeline in-process
+// `orderbench bench worker PROFILE` is its helper: the pipeline in-process
 // under runtime/pprof, for the profile phase.
 func benchCmd(ctx context.Context, c *cli, args []string) error {
 	if len(args) > 0 && args[0] == "worker" {
@@ -52,13 +52,13 @@ func benchCmd(ctx context.Context, c *cli, args []string) error {
 	}
 	self, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("find orderctl: %w", err)
+		return fmt.Errorf("find orderbench: %w", err)
 	}
 	cfg.WorkerArgv, cfg.ProfileArgv = []string{*workerBin}, []string{self, "bench", "worker"}
 	cfg.MaxDuration, cfg.CeilingDuration, cfg.NaiveDuration, cfg.LatencyDuration, cfg.ProfileDuration = *maxD, *ceilingD, *naiveD, *latencyD, *profileD
 	cfg.Soak, cfg.HalfRate, cfg.RuntimeMessages, cfg.RawConcurrency, cfg.Backlog = *soak, *halfRate, *messages, *raw, *backlog
-	cfg.Profile, cfg.OutDir, cfg.Out, cfg.Log = *profile, *out, c.out, os.Stderr
-	cfg.StateDir = benchEnv("ORDERPIPE_STATE_DIR", ".stack")
+	cfg.Profile, cfg.OutDir, cfg.Out, cfg.Log = *profile, *out, c.Out, os.Stderr
+	cfg.StateDir = envOr("ORDERPIPE_STATE_DIR", ".stack")
 	if *phases != "" {
 		cfg.Phases = strings.Split(*phases, ",")
 	}
@@ -69,13 +69,13 @@ func benchCmd(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.out, "\nwritten to %s: bench.json, bench.md, bench.png\n", *out)
+	fmt.Fprintf(c.Out, "\nwritten to %s: bench.json, bench.md, bench.png\n", *out)
 	if unmet := res.Unmet(); len(unmet) > 0 {
 		names := make([]string, len(unmet))
 		for i, t := range unmet {
 			names[i] = t.Name
 		}
-		fmt.Fprintf(c.out, "targets not met: %s (figures, not a test: the command succeeds)\n", strings.Join(names, "; "))
+		fmt.Fprintf(c.Out, "targets not met: %s (figures, not a test: the command succeeds)\n", strings.Join(names, "; "))
 	}
 	return nil
 }
@@ -83,25 +83,25 @@ func benchCmd(ctx context.Context, c *cli, args []string) error {
 // benchConfig points the benchmark at the local stack, from the same
 // variables as the worker and the tests.
 func (c *cli) benchConfig(ctx context.Context) (bench.Config, error) {
-	awsCfg, err := c.common.AWS(ctx)
+	awsCfg, err := c.Common.AWS(ctx)
 	if err != nil {
 		return bench.Config{}, err
 	}
-	inFlight, err := strconv.Atoi(benchEnv("WORKER_MAX_IN_FLIGHT", strconv.Itoa(worker.MaxInFlightDefault)))
+	inFlight, err := strconv.Atoi(envOr("WORKER_MAX_IN_FLIGHT", strconv.Itoa(worker.MaxInFlightDefault)))
 	if err != nil || inFlight < 1 {
 		return bench.Config{}, errors.New("WORKER_MAX_IN_FLIGHT: want a positive whole number")
 	}
 	return bench.Config{
 		Stack: bench.StackConfig{
 			AWS:        awsCfg,
-			AdminURL:   benchEnv("ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"),
-			ProxyURL:   c.common.Store.URL,
-			RedisURL:   c.common.Redis.URL,
-			SMTPAddr:   benchEnv("SMTP_ADDR", "127.0.0.1:1025"),
-			MailpitURL: benchEnv("MAILPIT_URL", "http://127.0.0.1:8025"),
+			AdminURL:   envOr("ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"),
+			ProxyURL:   c.Common.Store.URL,
+			RedisURL:   c.Common.Redis.URL,
+			SMTPAddr:   envOr("SMTP_ADDR", "127.0.0.1:1025"),
+			MailpitURL: envOr("MAILPIT_URL", "http://127.0.0.1:8025"),
 		},
 		MaxInFlight: inFlight,
-		DBMaxConns:  int(c.common.Store.MaxConns),
+		DBMaxConns:  int(c.Common.Store.MaxConns),
 	}, nil
 }
 
@@ -111,7 +111,7 @@ func (c *cli) benchConfig(ctx context.Context) (bench.Config, error) {
 // to see where its time goes.
 func benchWorker(ctx context.Context, args []string) error {
 	if len(args) != 1 {
-		return errors.New("usage: orderctl bench worker CPUPROFILE")
+		return errors.New("usage: orderbench bench worker CPUPROFILE")
 	}
 	cfg, err := benchWorkerConfig(ctx)
 	if err != nil {
@@ -169,7 +169,7 @@ func benchWorkerConfig(ctx context.Context) (app.Config, error) {
 	return cfg, err
 }
 
-// sibling is the path of a binary next to this one (bin/worker next to bin/orderctl).
+// sibling is the path of a binary next to this one (bin/worker next to bin/orderbench).
 func sibling(name string) string {
 	self, err := os.Executable()
 	if err != nil {
@@ -184,11 +184,4 @@ func benchSoakDefault() time.Duration {
 		return 0
 	}
 	return d
-}
-
-func benchEnv(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }

@@ -27,7 +27,7 @@ func drillCmd(ctx context.Context, c *cli, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	awsCfg, err := c.common.AWS(ctx)
+	awsCfg, err := c.Common.AWS(ctx)
 	if err != nil {
 		return err
 	}
@@ -37,7 +37,7 @@ func drillCmd(ctx context.Context, c *cli, args []string) error {
 		Progress: os.Stderr,
 	})
 	if len(results) > 0 {
-		fmt.Fprint(c.out, drill.Table(results))
+		fmt.Fprint(c.Out, drill.Table(results))
 	}
 	if err != nil {
 		return err
@@ -47,10 +47,11 @@ func drillCmd(ctx context.Context, c *cli, args []string) error {
 			return errors.New("a scenario lost, duplicated or dead-lettered orders, or recovered slower than " + drill.RecoveryTarget.String())
 		}
 	}
-	fmt.Fprintf(c.out, "drill OK: nothing lost, duplicated or dead-lettered; recovery within %s\n", drill.RecoveryTarget)
+	fmt.Fprintf(c.Out, "drill OK: nothing lost, duplicated or dead-lettered; recovery within %s\n", drill.RecoveryTarget)
 	return nil
 }
 
+// envOr is the variable name, or def when it is unset or empty.
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
 		return v
