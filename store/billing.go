@@ -13,9 +13,15 @@ import (
 	"github.com/orderpipe/orderpipe/handlers/billing"
 )
 
+// Billing is the database side of the billing handler (billing.Store).
+type Billing struct{ db *DB }
+
+// NewBilling returns billing's adapter on db.
+func NewBilling(db *DB) *Billing { return &Billing{db: db} }
+
 // BillingTx implements billing.Store.
-func (db *DB) BillingTx(ctx context.Context, fn func(billing.Tx) error) error {
-	return db.inTx(ctx, func(t *txn) error { return fn(billingTx{t}) })
+func (b *Billing) BillingTx(ctx context.Context, fn func(billing.Tx) error) error {
+	return b.db.inTx(ctx, func(t *txn) error { return fn(billingTx{t}) })
 }
 
 type billingTx struct{ *txn }

@@ -1,7 +1,12 @@
-// Package store is the database side of orderpipe: a pgx pool that works
-// through a transaction-pooling proxy (PgBouncer locally, RDS Proxy in AWS),
-// the embedded migrations and seed data, and the transactions the handlers
-// run. It implements the small interfaces the handlers declare.
+// Package store is the PostgreSQL side of orderpipe: a pgx pool that works
+// through a transaction-pooling proxy (PgBouncer locally, RDS Proxy in AWS)
+// with its TLS and IAM rules and its circuit breaker, the embedded
+// migrations, and one adapter per port a handler declares: Billing
+// (billing.Store), Inventory (inventory.Store, with the outbox rows it
+// writes), EmailClaims (notification.ClaimStore) and Catalog (the products);
+// Outbox is the relay's side of the outbox. The adapters share the pool and
+// nothing else. Redis is store/redisstore; the operator's queries are
+// store/admin.
 package store
 
 import (
@@ -57,11 +62,6 @@ type Config struct {
 	// (the token is a credential), no password in the URL, and a token
 	// source for the URL's host, port and user (IAMTarget).
 	IAM *IAMTokens
-	// OutboxTopic is the topic (its name) this process's outbox rows are
-	// for: Emit writes it on every row and RelayOutbox publishes only its
-	// rows, so pipelines sharing a database never publish each other's
-	// events. Required to emit or relay; app sets it from the topology.
-	OutboxTopic string
 	// Logger receives the database breaker's transitions and pool resets.
 	// Defaults to slog.Default().
 	Logger *slog.Logger
@@ -140,8 +140,6 @@ type DB struct {
 	log       *slog.Logger
 	metrics   *metrics.Metrics
 	lastReset atomic.Int64 // unix nanos
-
-	outboxTopic string
 }
 
 // Database breaker settings: five unavailable failures in a row open it;
@@ -168,7 +166,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	db := &DB{pool: pool, log: log, metrics: metrics.Or(cfg.Metrics), outboxTopic: cfg.OutboxTopic}
+	db := &DB{pool: pool, log: log, metrics: metrics.Or(cfg.Metrics)}
 	db.breaker = resilience.NewBreaker(resilience.BreakerConfig{
 		Name: "database", Failures: DBBreakerFailures, OpenFor: DBBreakerOpenFor,
 		Probe: db.probeWritable, Logger: log, Metrics: db.metrics,

@@ -11,9 +11,22 @@ import (
 	"github.com/orderpipe/orderpipe/handlers/inventory"
 )
 
+// Inventory is the database side of the inventory handler
+// (inventory.Store). Its outbox rows are for outboxTopic (the topic's name):
+// the relay of that topic publishes them.
+type Inventory struct {
+	db          *DB
+	outboxTopic string
+}
+
+// NewInventory returns inventory's adapter on db, emitting to outboxTopic.
+func NewInventory(db *DB, outboxTopic string) *Inventory {
+	return &Inventory{db: db, outboxTopic: outboxTopic}
+}
+
 // InventoryTx implements inventory.Store.
-func (db *DB) InventoryTx(ctx context.Context, fn func(inventory.Tx) error) error {
-	return db.inTx(ctx, func(t *txn) error { return fn(inventoryTx{t, db.outboxTopic}) })
+func (s *Inventory) InventoryTx(ctx context.Context, fn func(inventory.Tx) error) error {
+	return s.db.inTx(ctx, func(t *txn) error { return fn(inventoryTx{t, s.outboxTopic}) })
 }
 
 // inventoryTx is the inventory handler's transaction; outboxTopic is what

@@ -20,8 +20,8 @@ import (
 // connection is held between them, so none is held across an SMTP send.
 type EmailClaims struct{ db *DB }
 
-// EmailClaims returns the email claim store on db's pool.
-func (db *DB) EmailClaims() *EmailClaims { return &EmailClaims{db: db} }
+// NewEmailClaims returns the email claim store on db's pool.
+func NewEmailClaims(db *DB) *EmailClaims { return &EmailClaims{db: db} }
 
 // oneCancellationEmail is the unique index that gives an order one
 // cancellation email however many cancellations it gets.

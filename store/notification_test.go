@@ -11,6 +11,7 @@ import (
 	"github.com/orderpipe/orderpipe/events"
 	"github.com/orderpipe/orderpipe/handlers/notification"
 	"github.com/orderpipe/orderpipe/internal/testenv"
+	"github.com/orderpipe/orderpipe/store"
 )
 
 // TestNotificationClaims walks an email's claim through its states: the
@@ -24,7 +25,7 @@ func TestNotificationClaims(t *testing.T) {
 		OccurredAt: time.Now().UTC(), Order: events.Order{OrderID: "claim-" + uuid.NewString()[:8],
 			Customer: events.Customer{ID: "c", Email: "c@example.com", Name: "C"}, Currency: "USD",
 			Items: []events.Item{{SKU: "X", Quantity: 1}}}}
-	claims := env.DB.EmailClaims()
+	claims := store.NewEmailClaims(env.DB)
 	claim := func(e events.Event, token string) (notification.Claim, error) {
 		return claims.Claim(ctx, notification.ClaimRequest{Event: e, Kind: "order.placed", Recipient: "c@example.com",
 			MessageID: "mid", Token: token, TTL: time.Minute})
@@ -79,7 +80,7 @@ func TestEmailOutcomeUnknown(t *testing.T) {
 		OccurredAt: time.Now().UTC(), Order: events.Order{OrderID: "unknown-" + uuid.NewString()[:8],
 			Customer: events.Customer{ID: "c", Email: "c@example.com", Name: "C"}, Currency: "USD",
 			Items: []events.Item{{SKU: "X", Quantity: 1}}}}
-	claims := env.DB.EmailClaims()
+	claims := store.NewEmailClaims(env.DB)
 	claim := func(token string, ttl time.Duration) (notification.Claim, error) {
 		return claims.Claim(ctx, notification.ClaimRequest{Event: ev, Kind: "order.placed", Recipient: "c@example.com",
 			MessageID: "mid", Token: token, TTL: ttl})

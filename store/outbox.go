@@ -13,9 +13,9 @@ import (
 	"github.com/orderpipe/orderpipe/events"
 )
 
-// ErrNoOutboxTopic is returned by Emit and RelayOutbox when the store was
-// opened without Config.OutboxTopic.
-var ErrNoOutboxTopic = errors.New("store: no outbox topic configured (Config.OutboxTopic)")
+// ErrNoOutboxTopic is returned by Emit and the Outbox when no topic was
+// given (NewInventory, NewOutbox).
+var ErrNoOutboxTopic = errors.New("store: no outbox topic given")
 
 // Emit implements inventory.Tx: the event goes to the outbox, for this
 // store's topic, in the caller's transaction. Emitting the same event again
@@ -44,27 +44,36 @@ type OutboxMessage struct {
 	Body      string
 }
 
-// LeaseOutbox takes up to limit unsent rows of this store's topic, oldest
+// Outbox is the relay's side of the outbox: the rows of one topic.
+type Outbox struct {
+	db    *DB
+	topic string
+}
+
+// NewOutbox returns the outbox rows of topic on db.
+func NewOutbox(db *DB, topic string) *Outbox { return &Outbox{db: db, topic: topic} }
+
+// Lease takes up to limit unsent rows of the topic, oldest
 // first, that no other relay holds, and holds them for lease: one statement,
 // committed at once. The relay publishes them holding no transaction and no
 // connection, then marks them sent (MarkOutboxSent) or gives them back
 // (ReleaseOutbox); if it dies meanwhile the lease runs out and another relay
 // takes them: at least once, and the handlers' idempotency absorbs the
 // repeat.
-func (db *DB) LeaseOutbox(ctx context.Context, limit int, lease time.Duration) ([]OutboxMessage, error) {
-	if db.outboxTopic == "" {
+func (o *Outbox) Lease(ctx context.Context, limit int, lease time.Duration) ([]OutboxMessage, error) {
+	if o.topic == "" {
 		return nil, ErrNoOutboxTopic
 	}
 	var msgs []OutboxMessage
-	err := db.guard(func() error {
-		rows, err := db.pool.Query(ctx, `
+	err := o.db.guard(func() error {
+		rows, err := o.db.pool.Query(ctx, `
 			UPDATE outbox SET lease_until = now() + $3 * interval '1 millisecond'
 			WHERE id IN (
 				SELECT id FROM outbox
 				WHERE topic = $1 AND sent_at IS NULL AND (lease_until IS NULL OR lease_until < now())
 				ORDER BY id LIMIT $2
 				FOR UPDATE SKIP LOCKED)
-			RETURNING id, event_id::text, event_type, body`, db.outboxTopic, limit, lease.Milliseconds())
+			RETURNING id, event_id::text, event_type, body`, o.topic, limit, lease.Milliseconds())
 		if err != nil {
 			return err
 		}
@@ -72,38 +81,28 @@ func (db *DB) LeaseOutbox(ctx context.Context, limit int, lease time.Duration) (
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("lease outbox rows of %s: %w", db.outboxTopic, err)
+		return nil, fmt.Errorf("lease outbox rows of %s: %w", o.topic, err)
 	}
 	slices.SortFunc(msgs, func(a, b OutboxMessage) int { return cmp.Compare(a.ID, b.ID) })
 	return msgs, nil
 }
 
-// MarkOutboxSent marks leased rows published.
-func (db *DB) MarkOutboxSent(ctx context.Context, ids []int64) error {
-	if err := db.guard(func() error {
-		return db.exec(ctx, `UPDATE outbox SET sent_at = now(), lease_until = NULL WHERE id = ANY($1)`, ids)
+// MarkSent marks leased rows published.
+func (o *Outbox) MarkSent(ctx context.Context, ids []int64) error {
+	if err := o.db.guard(func() error {
+		return o.db.exec(ctx, `UPDATE outbox SET sent_at = now(), lease_until = NULL WHERE id = ANY($1)`, ids)
 	}); err != nil {
 		return fmt.Errorf("mark %d outbox rows sent: %w", len(ids), err)
 	}
 	return nil
 }
 
-// ReleaseOutbox gives leased rows back unsent, for the next relay to try.
-func (db *DB) ReleaseOutbox(ctx context.Context, ids []int64) error {
-	if err := db.guard(func() error {
-		return db.exec(ctx, `UPDATE outbox SET lease_until = NULL WHERE id = ANY($1) AND sent_at IS NULL`, ids)
+// Release gives leased rows back unsent, for the next relay to try.
+func (o *Outbox) Release(ctx context.Context, ids []int64) error {
+	if err := o.db.guard(func() error {
+		return o.db.exec(ctx, `UPDATE outbox SET lease_until = NULL WHERE id = ANY($1) AND sent_at IS NULL`, ids)
 	}); err != nil {
 		return fmt.Errorf("release %d outbox rows: %w", len(ids), err)
 	}
 	return nil
-}
-
-// OutboxPending counts the unsent rows of every topic whose order id
-// starts with prefix ("" for all).
-func (db *DB) OutboxPending(ctx context.Context, prefix string) (int64, error) {
-	var n int64
-	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE sent_at IS NULL AND order_id LIKE $1 || '%'`, prefix).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count outbox: %w", err)
-	}
-	return n, nil
 }

@@ -14,30 +14,31 @@ import (
 	"github.com/orderpipe/orderpipe/handlers/inventory"
 	"github.com/orderpipe/orderpipe/internal/testenv"
 	"github.com/orderpipe/orderpipe/store"
+	"github.com/orderpipe/orderpipe/store/admin"
 )
 
 // TestOutboxIsPerTopic: two pipelines share one database; each relay takes
-// only the events emitted for its own topic, oldest first, and a store opened without a topic refuses to emit or relay
-// instead of writing rows no relay would ever publish.
+// only the events emitted for its own topic, oldest first, and adapters
+// given no topic refuse to emit or relay instead of writing rows no relay
+// would ever publish.
 func TestOutboxIsPerTopic(t *testing.T) {
 	env := testenv.Open(t, "store")
 	ctx := context.Background()
 	prefix := testenv.Prefix()
-	open := func(topic string) *store.DB {
-		db, err := store.Open(ctx, store.Config{URL: env.DBURL, MaxConns: 2, OutboxTopic: topic})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(db.Close)
-		return db
+	type pipeline struct {
+		inventory *store.Inventory
+		outbox    *store.Outbox
+	}
+	open := func(topic string) pipeline {
+		return pipeline{store.NewInventory(env.DB, topic), store.NewOutbox(env.DB, topic)}
 	}
 	a, b := open(prefix+"orders-a"), open(prefix+"orders-b")
-	emit := func(db *store.DB, order string) events.EventID {
+	emit := func(p pipeline, order string) events.EventID {
 		ev := events.Event{EventID: events.EventID(uuid.NewString()), EventType: events.OrderCancelled, SchemaVersion: 1,
 			OccurredAt: time.Now().UTC(), Order: events.Order{OrderID: prefix + order,
 				Customer: events.Customer{ID: "c", Email: "c@example.com", Name: "C"}, Currency: "USD",
 				Items: []events.Item{{SKU: "X", Quantity: 1}}}}
-		if err := db.InventoryTx(ctx, func(tx inventory.Tx) error { return tx.Emit(ctx, ev) }); err != nil {
+		if err := p.inventory.InventoryTx(ctx, func(tx inventory.Tx) error { return tx.Emit(ctx, ev) }); err != nil {
 			t.Fatalf("emit %s: %v", order, err)
 		}
 		return ev.EventID
@@ -46,10 +47,10 @@ func TestOutboxIsPerTopic(t *testing.T) {
 	wantB := []events.EventID{emit(b, "b1")}
 	wantA = append(wantA, emit(a, "a3"))
 
-	relay := func(db *store.DB) []events.EventID {
+	relay := func(p pipeline) []events.EventID {
 		var got []events.EventID
 		for {
-			msgs, err := db.LeaseOutbox(ctx, 2, time.Minute)
+			msgs, err := p.outbox.Lease(ctx, 2, time.Minute)
 			if err != nil {
 				t.Fatalf("relay: %v", err)
 			}
@@ -61,18 +62,18 @@ func TestOutboxIsPerTopic(t *testing.T) {
 				got = append(got, events.EventID(m.EventID))
 				ids[i] = m.ID
 			}
-			if err := db.MarkOutboxSent(ctx, ids); err != nil {
+			if err := p.outbox.MarkSent(ctx, ids); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	if pending, err := a.OutboxPending(ctx, prefix); err != nil || pending != 3+1 {
+	if pending, err := admin.OutboxPending(ctx, env.DB, prefix); err != nil || pending != 3+1 {
 		t.Fatalf("pending before relaying = %d, %v; want 4", pending, err)
 	}
 	if got := relay(a); !slices.Equal(got, wantA) {
 		t.Errorf("relay of topic a published %v, want %v", got, wantA)
 	}
-	if pending, err := a.OutboxPending(ctx, prefix); err != nil || pending != 1 {
+	if pending, err := admin.OutboxPending(ctx, env.DB, prefix); err != nil || pending != 1 {
 		t.Errorf("pending after relaying a = %d, %v; want 1 (b's)", pending, err)
 	}
 	if got := relay(b); !slices.Equal(got, wantB) {
@@ -83,13 +84,13 @@ func TestOutboxIsPerTopic(t *testing.T) {
 	}
 
 	none := open("")
-	err := none.InventoryTx(ctx, func(tx inventory.Tx) error {
+	err := none.inventory.InventoryTx(ctx, func(tx inventory.Tx) error {
 		return tx.Emit(ctx, events.Event{EventID: events.EventID(uuid.NewString()), Order: events.Order{OrderID: prefix + "x"}})
 	})
 	if !errors.Is(err, store.ErrNoOutboxTopic) {
 		t.Errorf("emit without a topic: %v, want ErrNoOutboxTopic", err)
 	}
-	if _, err := none.LeaseOutbox(ctx, 10, time.Minute); !errors.Is(err, store.ErrNoOutboxTopic) {
+	if _, err := none.outbox.Lease(ctx, 10, time.Minute); !errors.Is(err, store.ErrNoOutboxTopic) {
 		t.Errorf("relay without a topic: %v, want ErrNoOutboxTopic", err)
 	}
 }
@@ -101,17 +102,13 @@ func TestOutboxLeases(t *testing.T) {
 	env := testenv.Open(t, "store")
 	ctx := context.Background()
 	prefix := testenv.Prefix()
-	db, err := store.Open(ctx, store.Config{URL: env.DBURL, MaxConns: 2, OutboxTopic: prefix + "orders"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
+	inv, outbox := store.NewInventory(env.DB, prefix+"orders"), store.NewOutbox(env.DB, prefix+"orders")
 	for i := range 3 {
 		ev := events.Event{EventID: events.EventID(uuid.NewString()), EventType: events.OrderCancelled, SchemaVersion: 1,
 			OccurredAt: time.Now().UTC(), Reason: "out_of_stock", Order: events.Order{OrderID: fmt.Sprintf("%slease%d", prefix, i),
 				Customer: events.Customer{ID: "c", Email: "c@example.com", Name: "C"}, Currency: "USD",
 				Items: []events.Item{{SKU: "X", Quantity: 1}}}}
-		if err := db.InventoryTx(ctx, func(tx inventory.Tx) error { return tx.Emit(ctx, ev) }); err != nil {
+		if err := inv.InventoryTx(ctx, func(tx inventory.Tx) error { return tx.Emit(ctx, ev) }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -122,20 +119,20 @@ func TestOutboxLeases(t *testing.T) {
 		}
 		return out
 	}
-	first, err := db.LeaseOutbox(ctx, 2, time.Minute)
+	first, err := outbox.Lease(ctx, 2, time.Minute)
 	if err != nil || len(first) != 2 {
 		t.Fatalf("first lease = %d rows, %v; want 2", len(first), err)
 	}
-	second, err := db.LeaseOutbox(ctx, 10, 300*time.Millisecond)
+	second, err := outbox.Lease(ctx, 10, 300*time.Millisecond)
 	if err != nil || len(second) != 1 || slices.Contains(ids(first), second[0].ID) {
 		t.Fatalf("second lease = %v, %v; want the one row the first does not hold", ids(second), err)
 	}
-	if err := db.ReleaseOutbox(ctx, ids(first)); err != nil {
+	if err := outbox.Release(ctx, ids(first)); err != nil {
 		t.Fatal(err)
 	}
 	taken := map[int64]bool{}
 	testenv.Eventually(t, 5*time.Second, func() error {
-		again, err := db.LeaseOutbox(ctx, 10, time.Minute)
+		again, err := outbox.Lease(ctx, 10, time.Minute)
 		if err != nil {
 			return err
 		}

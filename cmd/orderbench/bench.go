@@ -17,7 +17,7 @@ import (
 	"github.com/orderpipe/orderpipe/internal/app"
 	"github.com/orderpipe/orderpipe/internal/bench"
 	"github.com/orderpipe/orderpipe/mailer"
-	"github.com/orderpipe/orderpipe/store"
+	"github.com/orderpipe/orderpipe/store/redisstore"
 	"github.com/orderpipe/orderpipe/worker"
 )
 
@@ -138,9 +138,9 @@ func benchWorkerConfig(ctx context.Context) (app.Config, error) {
 		Topology:        common.Topology(),
 		Handlers:        e.List("WORKER_HANDLERS", "billing,notification,inventory", ""),
 		Redis:           common.Redis,
-		IdemLease:       e.Duration("IDEMPOTENCY_LEASE", store.LeaseDefault, ""),
-		IdemRetention:   e.Duration("IDEMPOTENCY_RETENTION", store.RetentionDefault, ""),
-		ProductCacheTTL: e.Duration("PRODUCT_CACHE_TTL", store.ProductCacheTTLDefault, ""),
+		IdemLease:       e.Duration("IDEMPOTENCY_LEASE", redisstore.LeaseDefault, ""),
+		IdemRetention:   e.Duration("IDEMPOTENCY_RETENTION", redisstore.RetentionDefault, ""),
+		ProductCacheTTL: e.Duration("PRODUCT_CACHE_TTL", redisstore.ProductCacheTTLDefault, ""),
 		SMTP: mailer.Config{
 			Addr:     e.String("SMTP_ADDR", "127.0.0.1:1025", ""),
 			Username: e.String("SMTP_USERNAME", "", ""),

@@ -12,7 +12,8 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/orderpipe/orderpipe/internal/seed"
-	"github.com/orderpipe/orderpipe/store"
+	"github.com/orderpipe/orderpipe/store/admin"
+	"github.com/orderpipe/orderpipe/store/redisstore"
 )
 
 func migrate(ctx context.Context, c *cli, args []string) error {
@@ -28,7 +29,7 @@ func migrate(ctx context.Context, c *cli, args []string) error {
 	if err := db.Migrate(ctx, slog.New(slog.NewTextHandler(os.Stderr, nil))); err != nil {
 		return err
 	}
-	if err := db.Seed(ctx, seed.Products, seed.Coupons); err != nil {
+	if err := admin.Seed(ctx, db, seed.Products, seed.Coupons); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.Out, "database migrated; catalog seeded: %d products, %d coupons\n", len(seed.Products), len(seed.Coupons))
@@ -48,7 +49,7 @@ func reset(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer r.db.Close()
-	if err := r.db.Reset(ctx, seed.Products, seed.Coupons); err != nil {
+	if err := admin.Reset(ctx, r.db, seed.Products, seed.Coupons); err != nil {
 		return err
 	}
 	for _, q := range r.ap.Queues {
@@ -60,7 +61,7 @@ func reset(ctx context.Context, c *cli, args []string) error {
 			}
 		}
 	}
-	rdb, err := store.OpenRedis(c.redisConfig())
+	rdb, err := redisstore.Open(c.redisConfig())
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/orderpipe/orderpipe/catalog"
 	"github.com/orderpipe/orderpipe/events"
 	"github.com/orderpipe/orderpipe/store"
+	"github.com/orderpipe/orderpipe/store/redisstore"
 )
 
 // product changes a catalog entry (price in cents, stock, name) in the
@@ -49,12 +50,12 @@ func product(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer db.Close()
-	r, err := store.OpenRedis(c.redisConfig())
+	r, err := redisstore.Open(c.redisConfig())
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	p, err := store.NewProductCache(r, db, 0).UpdateProduct(ctx, sku, ch)
+	p, err := redisstore.NewProductCache(r, store.NewCatalog(db), 0).UpdateProduct(ctx, sku, ch)
 	if err != nil {
 		return err
 	}
@@ -62,7 +63,7 @@ func product(ctx context.Context, c *cli, args []string) error {
 	return nil
 }
 
-func (c *cli) redisConfig() store.RedisConfig {
+func (c *cli) redisConfig() redisstore.Config {
 	cfg := c.Common.Redis
 	cfg.Logger = c.Log
 	return cfg

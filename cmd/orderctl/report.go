@@ -11,13 +11,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/orderpipe/orderpipe/store"
+	"github.com/orderpipe/orderpipe/store/admin"
 	"github.com/orderpipe/orderpipe/topology"
 )
 
 // Report is what `orderctl report --json` prints.
 type Report struct {
-	store.Counts
-	store.OrderStates
+	admin.Counts
+	admin.OrderStates
 	DLQ     int64 `json:"dlq"`     // messages in the three DLQs
 	Pending int64 `json:"pending"` // messages visible, in flight or delayed in the three queues
 }
@@ -25,10 +26,10 @@ type Report struct {
 func (c *cli) collect(ctx context.Context, db *store.DB, sqsc *sqs.Client, ap topology.Applied) (Report, error) {
 	var r Report
 	var err error
-	if r.Counts, err = db.Counts(ctx); err != nil {
+	if r.Counts, err = admin.ReadCounts(ctx, db); err != nil {
 		return r, err
 	}
-	if r.OrderStates, err = db.States(ctx, ""); err != nil {
+	if r.OrderStates, err = admin.States(ctx, db, ""); err != nil {
 		return r, err
 	}
 	for _, q := range ap.Queues {

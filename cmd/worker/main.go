@@ -22,6 +22,7 @@ import (
 	"github.com/orderpipe/orderpipe/internal/app"
 	"github.com/orderpipe/orderpipe/mailer"
 	"github.com/orderpipe/orderpipe/store"
+	"github.com/orderpipe/orderpipe/store/redisstore"
 	"github.com/orderpipe/orderpipe/worker"
 )
 
@@ -44,7 +45,7 @@ func main() {
 		os.Exit(healthcheck(w.cfg.MetricsAddr))
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: w.level}))
-	store.RouteRedisLog(log)
+	redisstore.RouteRedisLog(log)
 	w.cfg.Logger = log
 	ctx, stop := signalContext(log)
 	defer stop()
@@ -104,9 +105,9 @@ func load(lookup env.LookupFunc) *workerConfig {
 		Handlers:        e.List("WORKER_HANDLERS", "billing,notification,inventory", "handlers this process runs (comma-separated)"),
 		Store:           common.Store,
 		Redis:           common.Redis,
-		IdemLease:       e.Duration("IDEMPOTENCY_LEASE", store.LeaseDefault, "in-progress key TTL in Redis, renewed every third of it while a handler runs; a dead worker's copy is retried after at most this; at least 1s and 3 x REDIS_TIMEOUT"),
-		IdemRetention:   e.Duration("IDEMPOTENCY_RETENTION", store.RetentionDefault, "how long Redis remembers a completed event (later duplicates meet the database ledger)"),
-		ProductCacheTTL: e.Duration("PRODUCT_CACHE_TTL", store.ProductCacheTTLDefault, "TTL of product entries (name, price) in Redis"),
+		IdemLease:       e.Duration("IDEMPOTENCY_LEASE", redisstore.LeaseDefault, "in-progress key TTL in Redis, renewed every third of it while a handler runs; a dead worker's copy is retried after at most this; at least 1s and 3 x REDIS_TIMEOUT"),
+		IdemRetention:   e.Duration("IDEMPOTENCY_RETENTION", redisstore.RetentionDefault, "how long Redis remembers a completed event (later duplicates meet the database ledger)"),
+		ProductCacheTTL: e.Duration("PRODUCT_CACHE_TTL", redisstore.ProductCacheTTLDefault, "TTL of product entries (name, price) in Redis"),
 		SMTP: mailer.Config{
 			Addr:     e.String("SMTP_ADDR", "127.0.0.1:1025", "SMTP server host:port (Mailpit locally, SES SMTP in AWS)"),
 			Username: e.String("SMTP_USERNAME", "", "SMTP user; empty for no authentication"),

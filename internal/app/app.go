@@ -30,6 +30,7 @@ import (
 	"github.com/orderpipe/orderpipe/metrics"
 	"github.com/orderpipe/orderpipe/resilience"
 	"github.com/orderpipe/orderpipe/store"
+	"github.com/orderpipe/orderpipe/store/redisstore"
 	"github.com/orderpipe/orderpipe/topology"
 	"github.com/orderpipe/orderpipe/worker"
 )
@@ -40,7 +41,7 @@ type Config struct {
 	Topology topology.Topology
 	Handlers []string // which handlers this process runs; defaults to all
 	Store    store.Config
-	Redis    store.RedisConfig
+	Redis    redisstore.Config
 	// IdemLease and IdemRetention are the idempotency keys' TTLs (in
 	// progress, completed); ProductCacheTTL the product entries'. Zero takes
 	// the store's defaults.
@@ -107,7 +108,6 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	scfg := cfg.Store
 	scfg.Logger = log
-	scfg.OutboxTopic = cfg.Topology.Topic
 	scfg.Metrics = m
 	db, err := store.Open(ctx, scfg)
 	if err != nil {
@@ -117,7 +117,7 @@ func Run(ctx context.Context, cfg Config) error {
 	rcfg := cfg.Redis
 	rcfg.Logger = log
 	rcfg.Metrics = m
-	rdb, err := store.OpenRedis(rcfg)
+	rdb, err := redisstore.Open(rcfg)
 	if err != nil {
 		return err
 	}
@@ -131,7 +131,7 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	defer smtpBreaker.Close()
 	hs, err := Handlers(Deps{
-		DB: db, Redis: rdb, Sender: &breakerSender{b: smtpBreaker, next: mail},
+		DB: db, Redis: rdb, OutboxTopic: cfg.Topology.Topic, Sender: &breakerSender{b: smtpBreaker, next: mail},
 		Claim: cfg.EmailClaim(), Notification: cfg.Notification,
 		IdemLease: cfg.IdemLease, IdemRetention: cfg.IdemRetention, ProductCacheTTL: cfg.ProductCacheTTL,
 		Retry: cfg.Retry, Metrics: m, Logger: log,
@@ -156,7 +156,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if !cfg.NoRelay {
 		snsBreaker := newSNSBreaker(log, m)
 		defer snsBreaker.Close()
-		g.Go(func() error { relay(gctx, db, pub, snsBreaker, m, log); return nil })
+		outbox := store.NewOutbox(db, cfg.Topology.Topic)
+		g.Go(func() error { relay(gctx, outbox, pub, snsBreaker, m, log); return nil })
 	}
 	if cfg.MetricsAddr != "" {
 		ready := readiness(db, rdb, smtpBreaker)
@@ -242,7 +243,7 @@ func serveHTTP(addr string, m *metrics.Metrics, ready func(context.Context) (map
 // readiness checks the database (a ping, and its breaker), SMTP (its
 // breaker) and Redis (a ping). Redis down is reported but does not make the
 // worker unready: it runs on the database alone.
-func readiness(db *store.DB, rdb *store.Redis, smtp *resilience.Breaker) func(context.Context) (map[string]string, bool) {
+func readiness(db *store.DB, rdb *redisstore.Client, smtp *resilience.Breaker) func(context.Context) (map[string]string, bool) {
 	return func(ctx context.Context) (map[string]string, bool) {
 		checks, ok := map[string]string{}, true
 		switch err := db.Ping(ctx); {

@@ -15,6 +15,7 @@ import (
 	"github.com/orderpipe/orderpipe/handlers/billing"
 	"github.com/orderpipe/orderpipe/handlers/inventory"
 	"github.com/orderpipe/orderpipe/internal/testenv"
+	"github.com/orderpipe/orderpipe/store"
 	"github.com/orderpipe/orderpipe/topology"
 )
 
@@ -86,7 +87,7 @@ func TestCouponLimitHoldsUnderConcurrency(t *testing.T) {
 	s.addProducts(t, catalog.Product{SKU: "TEE", Name: "T-shirt", Price: 2500, Stock: 1000})
 	limit := 7
 	s.addCoupon(t, catalog.Coupon{Code: "LIMITED", Kind: catalog.CouponFixed, AmountOff: 500, MaxRedemptions: &limit})
-	h := billing.New(s.env.DB, s.env.DB)
+	h := billing.New(store.NewBilling(s.env.DB), store.NewCatalog(s.env.DB))
 
 	runConcurrently(t, 40, func(i int) error {
 		return h.Handle(context.Background(), s.placed(fmt.Sprintf("c%d", i), "LIMITED", "TEE", 1))
@@ -118,8 +119,7 @@ func TestNoOversellUnderConcurrency(t *testing.T) {
 		catalog.Product{SKU: "WARM", Name: "Warm item", Price: 100, Stock: 40},
 		catalog.Product{SKU: "COLD", Name: "Cold item", Price: 100, Stock: 1000},
 	)
-	db := s.outboxStore(t)
-	h := inventory.New(db, db)
+	h := inventory.New(store.NewInventory(s.env.DB, s.top.Topic), store.NewCatalog(s.env.DB))
 	skus := []string{"HOT", "WARM", "COLD"}
 	runConcurrently(t, 80, func(i int) error {
 		rng := rand.New(rand.NewPCG(uint64(i), 7))

@@ -21,6 +21,7 @@ import (
 	"github.com/orderpipe/orderpipe/internal/testenv"
 	"github.com/orderpipe/orderpipe/mailer"
 	"github.com/orderpipe/orderpipe/store"
+	"github.com/orderpipe/orderpipe/store/redisstore"
 	"github.com/orderpipe/orderpipe/topology"
 	"github.com/orderpipe/orderpipe/worker"
 )
@@ -54,7 +55,7 @@ func (s *stack) startWorker(t *testing.T, opts ...func(*app.Config)) {
 		AWS:      s.env.AWS,
 		Topology: s.top,
 		Store:    store.Config{URL: s.env.DBURL, MaxConns: 8},
-		Redis:    store.RedisConfig{URL: testenv.RedisURL, KeyPrefix: "orderpipe-test:" + s.prefix},
+		Redis:    redisstore.Config{URL: testenv.RedisURL, KeyPrefix: "orderpipe-test:" + s.prefix},
 		SMTP:     mailer.Config{Addr: testenv.SMTPAddr},
 		Consumer: worker.Config{WaitTime: time.Second, Redelivery: worker.ExponentialRedelivery{Base: time.Second, Max: 2 * time.Second}},
 		Logger:   testenv.Logger(),
@@ -111,18 +112,6 @@ func lastLines(log []byte, n int) string {
 		}
 	}
 	return strings.Join(lines, "\n")
-}
-
-// outboxStore opens a store whose outbox rows are for this test's topic,
-// for tests that call a handler directly.
-func (s *stack) outboxStore(t *testing.T) *store.DB {
-	t.Helper()
-	db, err := store.Open(context.Background(), store.Config{URL: s.env.DBURL, MaxConns: 8, OutboxTopic: s.top.Topic})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	return db
 }
 
 // sku names a product of this test's own catalog.

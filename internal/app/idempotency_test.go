@@ -19,7 +19,7 @@ import (
 	"github.com/orderpipe/orderpipe/internal/app"
 	"github.com/orderpipe/orderpipe/internal/testenv"
 	"github.com/orderpipe/orderpipe/metrics"
-	"github.com/orderpipe/orderpipe/store"
+	"github.com/orderpipe/orderpipe/store/redisstore"
 	"github.com/orderpipe/orderpipe/topology"
 	"github.com/orderpipe/orderpipe/worker"
 )
@@ -77,7 +77,7 @@ func exactlyOnceRun(t *testing.T, mode redisMode, orders int) {
 	ms := []*metrics.Metrics{metrics.New(), metrics.New()}
 	for _, m := range ms { // two worker tasks on the same queues
 		s.startWorker(t, func(c *app.Config) {
-			c.Redis = store.RedisConfig{URL: redisURL, KeyPrefix: "orderpipe-test:" + s.prefix}
+			c.Redis = redisstore.Config{URL: redisURL, KeyPrefix: "orderpipe-test:" + s.prefix}
 			c.Middleware = forceRedelivery(sqsc, 10, &forced, &redelivered)
 			c.Metrics = m
 		})

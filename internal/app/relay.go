@@ -44,10 +44,10 @@ func newSNSBreaker(log *slog.Logger, m *metrics.Metrics) *resilience.Breaker {
 
 // relay publishes the outbox to the topic until ctx is done. Every worker
 // runs one; concurrent relays lease different rows.
-func relay(ctx context.Context, db *store.DB, pub *events.Publisher, sns *resilience.Breaker, m *metrics.Metrics, log *slog.Logger) {
+func relay(ctx context.Context, outbox *store.Outbox, pub *events.Publisher, sns *resilience.Breaker, m *metrics.Metrics, log *slog.Logger) {
 	failing := false
 	for {
-		n, err := relayOnce(ctx, db, pub, sns, m)
+		n, err := relayOnce(ctx, outbox, pub, sns, m)
 		wait := relayIdle
 		switch {
 		case ctx.Err() != nil:
@@ -74,8 +74,8 @@ func relay(ctx context.Context, db *store.DB, pub *events.Publisher, sns *resili
 
 // relayOnce leases a batch, publishes it through the SNS breaker within
 // publishTimeout, and marks it sent; it returns how many rows it published.
-func relayOnce(ctx context.Context, db *store.DB, pub *events.Publisher, sns *resilience.Breaker, m *metrics.Metrics) (int, error) {
-	msgs, err := db.LeaseOutbox(ctx, relayBatch, relayLease)
+func relayOnce(ctx context.Context, outbox *store.Outbox, pub *events.Publisher, sns *resilience.Breaker, m *metrics.Metrics) (int, error) {
+	msgs, err := outbox.Lease(ctx, relayBatch, relayLease)
 	if err != nil || len(msgs) == 0 {
 		return 0, err
 	}
@@ -96,12 +96,12 @@ func relayOnce(ctx context.Context, db *store.DB, pub *events.Publisher, sns *re
 	defer cancel()
 	if err != nil {
 		m.OutboxPublishFailures.Inc()
-		if rerr := db.ReleaseOutbox(bctx, ids); rerr != nil {
+		if rerr := outbox.Release(bctx, ids); rerr != nil {
 			err = errors.Join(err, rerr) // the lease runs out instead
 		}
 		return 0, fmt.Errorf("publish %d outbox events: %w", len(msgs), err)
 	}
-	if err := db.MarkOutboxSent(bctx, ids); err != nil {
+	if err := outbox.MarkSent(bctx, ids); err != nil {
 		return 0, fmt.Errorf("published, but will publish again after the lease: %w", err)
 	}
 	m.OutboxPublished.Add(float64(len(msgs)))

@@ -13,7 +13,7 @@ import (
 	"github.com/orderpipe/orderpipe/catalog"
 	"github.com/orderpipe/orderpipe/events"
 	"github.com/orderpipe/orderpipe/internal/testenv"
-	"github.com/orderpipe/orderpipe/store"
+	"github.com/orderpipe/orderpipe/store/admin"
 	"github.com/orderpipe/orderpipe/topology"
 )
 
@@ -99,10 +99,10 @@ func spike(t *testing.T, sc spikeCase) {
 	}
 	s.publish(t, cancels[len(cancels)/2:]...)
 
-	var st store.OrderStates
+	var st admin.OrderStates
 	testenv.Eventually(t, time.Minute, func() error {
 		var err error
-		if st, err = s.env.DB.States(context.Background(), s.prefix); err != nil {
+		if st, err = admin.States(context.Background(), s.env.DB, s.prefix); err != nil {
 			return err
 		}
 		if got := st.Fulfilled + st.CancelledOutOfStock + st.CancelledByCustomer; got != orders || st.OutboxPending != 0 {
@@ -111,7 +111,7 @@ func spike(t *testing.T, sc spikeCase) {
 		return nil
 	})
 	waitQueuesEmptyWithin(t, s, time.Minute)
-	st, err := s.env.DB.States(context.Background(), s.prefix)
+	st, err := admin.States(context.Background(), s.env.DB, s.prefix)
 	if err != nil {
 		t.Fatalf("order states: %v", err)
 	}

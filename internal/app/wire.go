@@ -12,6 +12,7 @@ import (
 	"github.com/orderpipe/orderpipe/metrics"
 	"github.com/orderpipe/orderpipe/resilience"
 	"github.com/orderpipe/orderpipe/store"
+	"github.com/orderpipe/orderpipe/store/redisstore"
 	"github.com/orderpipe/orderpipe/worker"
 )
 
@@ -20,7 +21,10 @@ import (
 // exactly as the worker runs them, from the one wiring below.
 type Deps struct {
 	DB    *store.DB
-	Redis *store.Redis
+	Redis *redisstore.Client
+	// OutboxTopic is the topic (its name) inventory's compensations are
+	// written for; the relay of that topic publishes them.
+	OutboxTopic string
 	// Catalog, if set, replaces the product cache on Redis (the benchmark's
 	// ceiling reads the database directly).
 	Catalog interface {
@@ -45,17 +49,17 @@ type Deps struct {
 // EventFuncs returns the three handlers on their own, by name: what the
 // benchmark's database ceiling drives directly.
 func EventFuncs(d Deps) (map[string]handlers.EventFunc, error) {
-	courier, err := notification.NewCourier(d.DB.EmailClaims(), d.Sender, d.Claim, d.Logger, d.Metrics)
+	courier, err := notification.NewCourier(store.NewEmailClaims(d.DB), d.Sender, d.Claim, d.Logger, d.Metrics)
 	if err != nil {
 		return nil, err
 	}
 	products := d.Catalog
 	if products == nil {
-		products = store.NewProductCache(d.Redis, d.DB, d.ProductCacheTTL)
+		products = redisstore.NewProductCache(d.Redis, store.NewCatalog(d.DB), d.ProductCacheTTL)
 	}
 	return map[string]handlers.EventFunc{
-		billing.Name:      billing.New(d.DB, products).Handle,
-		inventory.Name:    inventory.New(d.DB, products).Handle,
+		billing.Name:      billing.New(store.NewBilling(d.DB), products).Handle,
+		inventory.Name:    inventory.New(store.NewInventory(d.DB, d.OutboxTopic), products).Handle,
 		notification.Name: notification.New(products, courier, d.Notification).Handle,
 	}, nil
 }
@@ -73,7 +77,7 @@ func Handlers(d Deps) (map[string]worker.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wire the handlers: %w", err)
 	}
-	keys := store.NewKeys(d.Redis, d.IdemLease, d.IdemRetention)
+	keys := redisstore.NewKeys(d.Redis, d.IdemLease, d.IdemRetention)
 	hs := make(map[string]worker.Handler, len(fns))
 	for name, fn := range fns {
 		hs[name] = handlers.Adapt(handlers.Idempotent(keys, name, d.Logger, d.Metrics, handlers.Resilient(name, d.Retry, d.Metrics, fn)))

@@ -54,7 +54,7 @@ func (b *Bench) ceiling(ctx context.Context, d time.Duration) (RunResult, error)
 	}
 	// The handlers as the worker wires them; catalog reads go to the
 	// database (no Redis in the ceiling).
-	byName, err := app.EventFuncs(app.Deps{DB: db, Catalog: db, Sender: mail, Logger: quiet})
+	byName, err := app.EventFuncs(app.Deps{DB: db, Catalog: store.NewCatalog(db), Sender: mail, Logger: quiet})
 	if err != nil {
 		return res, err
 	}

@@ -19,6 +19,8 @@ import (
 	"github.com/orderpipe/orderpipe/events"
 	"github.com/orderpipe/orderpipe/internal/seed"
 	"github.com/orderpipe/orderpipe/store"
+	"github.com/orderpipe/orderpipe/store/admin"
+	"github.com/orderpipe/orderpipe/store/redisstore"
 	"github.com/orderpipe/orderpipe/topology"
 )
 
@@ -75,11 +77,11 @@ type Stack struct {
 	Applied   topology.Applied
 	SQS       *sqs.Client
 	SNS       *sns.Client
-	ProxyURL  string        // the benchmark database through the proxy
-	Admin     *pgxpool.Pool // PostgreSQL's maintenance database, direct
-	Direct    *pgxpool.Pool // the benchmark database, direct: resets and measurements
-	Store     *store.DB     // the benchmark database, direct, for migrations and resets
-	Redis     *store.Redis  // under the benchmark's key prefix
+	ProxyURL  string             // the benchmark database through the proxy
+	Admin     *pgxpool.Pool      // PostgreSQL's maintenance database, direct
+	Direct    *pgxpool.Pool      // the benchmark database, direct: resets and measurements
+	Store     *store.DB          // the benchmark database, direct, for migrations and resets
+	Redis     *redisstore.Client // under the benchmark's key prefix
 	Publisher *events.Publisher
 }
 
@@ -129,7 +131,7 @@ func (s *Stack) open(ctx context.Context) error {
 	if s.Applied, err = topology.Apply(ctx, s.SNS, s.SQS, s.Top); err != nil {
 		return fmt.Errorf("bench topology: %w", err)
 	}
-	if s.Redis, err = store.OpenRedis(store.RedisConfig{URL: s.Cfg.RedisURL, KeyPrefix: s.Cfg.RedisPrefix, Logger: quiet}); err != nil {
+	if s.Redis, err = redisstore.Open(redisstore.Config{URL: s.Cfg.RedisURL, KeyPrefix: s.Cfg.RedisPrefix, Logger: quiet}); err != nil {
 		return err
 	}
 	s.Publisher, err = events.NewPublisher(s.SNS, events.PublisherConfig{TopicARN: s.Applied.TopicARN, Concurrency: 1})
@@ -169,7 +171,7 @@ func (s *Stack) Close() {
 // run can exhaust) and the coupons, purges the queues, the Redis keys and
 // the benchmark's emails: every run starts from the same state.
 func (s *Stack) Reset(ctx context.Context) error {
-	if err := s.Store.Reset(ctx, BenchProducts(), seed.Coupons); err != nil {
+	if err := admin.Reset(ctx, s.Store, BenchProducts(), seed.Coupons); err != nil {
 		return err
 	}
 	if _, err := s.Direct.Exec(ctx, `VACUUM ANALYZE products, coupons, invoice_counter`); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/orderpipe/orderpipe/internal/app"
 	"github.com/orderpipe/orderpipe/mailer"
 	"github.com/orderpipe/orderpipe/store"
+	"github.com/orderpipe/orderpipe/store/redisstore"
 	"github.com/orderpipe/orderpipe/worker"
 )
 
@@ -74,7 +75,7 @@ func (b *Bench) workerHandlers(ctx context.Context) (map[string]worker.Handler, 
 	if err != nil {
 		return nil, nil, err
 	}
-	rdb, err := store.OpenRedis(store.RedisConfig{URL: b.s.Cfg.RedisURL, KeyPrefix: b.s.Cfg.RedisPrefix, Logger: quiet})
+	rdb, err := redisstore.Open(redisstore.Config{URL: b.s.Cfg.RedisURL, KeyPrefix: b.s.Cfg.RedisPrefix, Logger: quiet})
 	if err != nil {
 		db.Close()
 		return nil, nil, err

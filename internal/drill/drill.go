@@ -38,6 +38,8 @@ import (
 	"github.com/orderpipe/orderpipe/mailer"
 	"github.com/orderpipe/orderpipe/metrics"
 	"github.com/orderpipe/orderpipe/store"
+	"github.com/orderpipe/orderpipe/store/admin"
+	"github.com/orderpipe/orderpipe/store/redisstore"
 	"github.com/orderpipe/orderpipe/topology"
 	"github.com/orderpipe/orderpipe/worker"
 )
@@ -239,7 +241,7 @@ func (d *drill) setup(ctx context.Context) error {
 	for i, sku := range skus {
 		products = append(products, catalog.Product{SKU: sku, Name: "Drill item " + string(sku), Price: catalog.Cents(500 + 100*i), Stock: 1_000_000})
 	}
-	if err := d.db.Seed(ctx, products, nil); err != nil {
+	if err := admin.Seed(ctx, d.db, products, nil); err != nil {
 		return err
 	}
 
@@ -301,7 +303,7 @@ func (d *drill) startWorkers(ctx context.Context) (stop func(), err error) {
 				AWS:      d.cfg.AWS,
 				Topology: d.top,
 				Store:    store.Config{URL: d.dbURL(), MaxConns: 8},
-				Redis:    store.RedisConfig{URL: fmt.Sprintf("redis://127.0.0.1:%d/0", d.ports.redis), KeyPrefix: "drill:"},
+				Redis:    redisstore.Config{URL: fmt.Sprintf("redis://127.0.0.1:%d/0", d.ports.redis), KeyPrefix: "drill:"},
 				SMTP:     mailer.Config{Addr: d.cfg.SMTPAddr},
 				Consumer: worker.Config{WaitTime: 2 * time.Second},
 				Logger:   log.With("worker", i),

@@ -9,6 +9,7 @@ import (
 
 	"github.com/orderpipe/orderpipe/internal/app"
 	"github.com/orderpipe/orderpipe/store"
+	"github.com/orderpipe/orderpipe/store/redisstore"
 	"github.com/orderpipe/orderpipe/topology"
 )
 
@@ -21,7 +22,7 @@ type Common struct {
 	Prefix  string
 	Store   store.Config
 	IAMAuth bool
-	Redis   store.RedisConfig
+	Redis   redisstore.Config
 }
 
 // LoadCommon reads the shared variables.
@@ -44,10 +45,10 @@ func LoadCommon(e *Env) Common {
 		TLSCAFile:          e.String("DB_TLS_CA_FILE", "", "PEM CA bundle to verify the server with (optional: behind rds-proxy the system roots are the default); sets sslmode=verify-full unless the URL names a mode"),
 	}
 	c.IAMAuth = e.Bool("DB_IAM_AUTH", false, "authenticate with RDS IAM tokens (from the AWS credential chain) instead of a password; needs verify-full TLS")
-	c.Redis = store.RedisConfig{
+	c.Redis = redisstore.Config{
 		URL:       e.URL("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis for idempotency keys and the product cache (rediss:// for TLS)"),
-		KeyPrefix: e.String("REDIS_KEY_PREFIX", store.RedisKeyPrefixDefault, "namespace of every Redis key, to share a server between deployments"),
-		Timeout:   e.Duration("REDIS_TIMEOUT", store.RedisTimeoutDefault, "bound on one Redis call; slower counts as a failure"),
+		KeyPrefix: e.String("REDIS_KEY_PREFIX", redisstore.KeyPrefixDefault, "namespace of every Redis key, to share a server between deployments"),
+		Timeout:   e.Duration("REDIS_TIMEOUT", redisstore.TimeoutDefault, "bound on one Redis call; slower counts as a failure"),
 	}
 	return c
 }

@@ -22,7 +22,7 @@ import (
 	"github.com/orderpipe/orderpipe/cmd/internal/buildinfo"
 	"github.com/orderpipe/orderpipe/cmd/internal/env"
 	"github.com/orderpipe/orderpipe/events"
-	"github.com/orderpipe/orderpipe/store"
+	"github.com/orderpipe/orderpipe/store/redisstore"
 	"github.com/orderpipe/orderpipe/topology"
 )
 
@@ -65,7 +65,7 @@ func (p Program[C]) run(args []string, stdout, stderr io.Writer) int {
 	}
 	e := env.New(nil)
 	base := Base{Common: env.LoadCommon(e), Out: stdout, Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	store.RouteRedisLog(base.Log)
+	redisstore.RouteRedisLog(base.Log)
 	if len(args) < 1 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		p.usage(stderr, e)
 		return 2

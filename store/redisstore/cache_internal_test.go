@@ -1,4 +1,4 @@
-package store
+package redisstore
 
 import (
 	"context"
@@ -23,7 +23,7 @@ func TestStaleFillCannotOverwriteNewerEntry(t *testing.T) {
 	if url == "" {
 		url = "redis://127.0.0.1:6379/0"
 	}
-	r, err := OpenRedis(RedisConfig{URL: url, KeyPrefix: "orderpipe-test:" + uuid.NewString()[:8] + ":"})
+	r, err := Open(Config{URL: url, KeyPrefix: "orderpipe-test:" + uuid.NewString()[:8] + ":"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package store_test
+package redisstore_test
 
 import (
 	"context"
@@ -17,21 +17,22 @@ import (
 	"github.com/orderpipe/orderpipe/internal/testenv"
 	"github.com/orderpipe/orderpipe/metrics"
 	"github.com/orderpipe/orderpipe/store"
+	"github.com/orderpipe/orderpipe/store/redisstore"
 )
 
-// openRedis returns a store.Redis on the shared Redis under a fresh prefix.
-func openRedis(t *testing.T, url string) (*store.Redis, string) {
+// openRedis returns a redisstore.Client on the shared Redis under a fresh prefix.
+func openRedis(t *testing.T, url string) (*redisstore.Client, string) {
 	t.Helper()
 	r, prefix, _ := openRedisWithMetrics(t, url)
 	return r, prefix
 }
 
 // openRedisWithMetrics is openRedis with the metrics it counts into.
-func openRedisWithMetrics(t *testing.T, url string) (*store.Redis, string, *metrics.Metrics) {
+func openRedisWithMetrics(t *testing.T, url string) (*redisstore.Client, string, *metrics.Metrics) {
 	t.Helper()
 	prefix := "orderpipe-test:" + uuid.NewString()[:8] + ":"
 	m := metrics.New()
-	r, err := store.OpenRedis(store.RedisConfig{URL: url, KeyPrefix: prefix, Logger: testenv.Logger(), Metrics: m})
+	r, err := redisstore.Open(redisstore.Config{URL: url, KeyPrefix: prefix, Logger: testenv.Logger(), Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +43,7 @@ func openRedisWithMetrics(t *testing.T, url string) (*store.Redis, string, *metr
 func TestIdempotencyKeysLifecycle(t *testing.T) {
 	testenv.Open(t, "store")
 	r, _ := openRedis(t, testenv.RedisURL)
-	keys := store.NewKeys(r, 300*time.Millisecond, time.Minute)
+	keys := redisstore.NewKeys(r, 300*time.Millisecond, time.Minute)
 	ctx := context.Background()
 	id := events.EventID(uuid.NewString())
 	fpA, fpB := "aa"+fmt.Sprintf("%062d", 0), "bb"+fmt.Sprintf("%062d", 0)
@@ -97,7 +98,7 @@ func TestIdempotencyKeysLifecycle(t *testing.T) {
 func TestRedisDownFailsFastThroughTheBreaker(t *testing.T) {
 	testenv.Open(t, "store")
 	r, _, m := openRedisWithMetrics(t, fmt.Sprintf("redis://127.0.0.1:%d/0", testenv.FreePort(t)))
-	keys := store.NewKeys(r, 0, 0)
+	keys := redisstore.NewKeys(r, 0, 0)
 	var last error
 	for range 5 {
 		_, last = keys.Begin(context.Background(), "billing", events.EventID(uuid.NewString()), "00")
@@ -105,8 +106,8 @@ func TestRedisDownFailsFastThroughTheBreaker(t *testing.T) {
 			t.Fatal("begin against a closed port succeeded")
 		}
 	}
-	if !errors.Is(last, store.ErrRedisUnavailable) {
-		t.Errorf("after 5 failures err = %v, want the open breaker's ErrRedisUnavailable", last)
+	if !errors.Is(last, redisstore.ErrUnavailable) {
+		t.Errorf("after 5 failures err = %v, want the open breaker's ErrUnavailable", last)
 	}
 	if v := testutil.ToFloat64(m.BreakerState.WithLabelValues("redis")); v != 2 {
 		t.Errorf(`orderpipe_breaker_state{breaker="redis"} = %v, want 2 (open)`, v)
@@ -117,7 +118,7 @@ func TestProductCacheAside(t *testing.T) {
 	env := testenv.Open(t, "store")
 	ctx := context.Background()
 	r, prefix, m := openRedisWithMetrics(t, testenv.RedisURL)
-	cache := store.NewProductCache(r, env.DB, time.Minute)
+	cache := redisstore.NewProductCache(r, store.NewCatalog(env.DB), time.Minute)
 	sku := events.SKU("CACHE-" + uuid.NewString()[:8])
 	if _, err := env.DB.Pool().Exec(ctx, `INSERT INTO products (sku, name, price_cents, stock) VALUES ($1, 'Lamp', 4999, 10)`, string(sku)); err != nil {
 		t.Fatal(err)
@@ -169,7 +170,7 @@ func TestProductCacheAside(t *testing.T) {
 	}
 	// With Redis unreachable, reads fall back to the database.
 	down, _ := openRedis(t, fmt.Sprintf("redis://127.0.0.1:%d/0", testenv.FreePort(t)))
-	ps, err := store.NewProductCache(down, env.DB, 0).Products(ctx, []events.SKU{sku})
+	ps, err := redisstore.NewProductCache(down, store.NewCatalog(env.DB), 0).Products(ctx, []events.SKU{sku})
 	if err != nil || ps[sku].Price != 3999 {
 		t.Errorf("read with Redis down = %+v, %v; want 3999 from the database", ps[sku], err)
 	}

@@ -1,8 +1,13 @@
-package store
+// Package admin holds the operator's queries on the database: what the
+// pipeline did (orderctl report, the tests' end-state checks) and the demo's
+// seed and reset. The handlers never use it.
+package admin
 
 import (
 	"context"
 	"fmt"
+
+	"github.com/orderpipe/orderpipe/store"
 )
 
 // Counts is what the database says about the pipeline.
@@ -17,10 +22,10 @@ type Counts struct {
 	Confirmations     int64 `json:"confirmations"`      // order.placed emails sent
 }
 
-// Counts reads the pipeline's counters in one snapshot.
-func (db *DB) Counts(ctx context.Context) (Counts, error) {
+// ReadCounts reads the pipeline's counters in one snapshot.
+func ReadCounts(ctx context.Context, db *store.DB) (Counts, error) {
 	var c Counts
-	err := db.pool.QueryRow(ctx, `
+	err := db.Pool().QueryRow(ctx, `
 		SELECT
 			(SELECT count(DISTINCT order_id) FROM processed_events),
 			(SELECT count(*) FROM invoices),
@@ -64,9 +69,9 @@ type OrderStates struct {
 // handler that has not decided — is inconsistent. While messages are still
 // in flight, some orders are inconsistent on their way; once the queues and
 // the outbox are empty, none may be.
-func (db *DB) States(ctx context.Context, prefix string) (OrderStates, error) {
+func States(ctx context.Context, db *store.DB, prefix string) (OrderStates, error) {
 	var s OrderStates
-	rows, err := db.pool.Query(ctx, `
+	rows, err := db.Pool().Query(ctx, `
 		WITH o AS (
 			SELECT order_id FROM reservations UNION SELECT order_id FROM invoices UNION SELECT order_id FROM billing_cancellations),
 		st AS (
@@ -108,6 +113,16 @@ func (db *DB) States(ctx context.Context, prefix string) (OrderStates, error) {
 	if err := rows.Err(); err != nil {
 		return s, fmt.Errorf("order states: %w", err)
 	}
-	s.OutboxPending, err = db.OutboxPending(ctx, prefix)
+	s.OutboxPending, err = OutboxPending(ctx, db, prefix)
 	return s, err
+}
+
+// OutboxPending counts the unsent outbox rows of every topic whose order id
+// starts with prefix ("" for all).
+func OutboxPending(ctx context.Context, db *store.DB, prefix string) (int64, error) {
+	var n int64
+	if err := db.Pool().QueryRow(ctx, `SELECT count(*) FROM outbox WHERE sent_at IS NULL AND order_id LIKE $1 || '%'`, prefix).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count outbox: %w", err)
+	}
+	return n, nil
 }

@@ -1,19 +1,17 @@
-package store
+package redisstore
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/orderpipe/orderpipe/catalog"
 	"github.com/orderpipe/orderpipe/events"
+	"github.com/orderpipe/orderpipe/store"
 )
 
 // ProductCacheTTLDefault bounds how long a product entry lives in Redis.
@@ -32,17 +30,25 @@ const ProductCacheTTLDefault = 5 * time.Minute
 // unreachable at the moment of a change, the old entry can outlive it by at
 // most the TTL.
 type ProductCache struct {
-	r   *Redis
-	db  *DB
-	ttl time.Duration
+	r      *Client
+	source ProductSource
+	ttl    time.Duration
 }
 
-// NewProductCache returns the cache; ttl 0 takes the default.
-func NewProductCache(r *Redis, db *DB, ttl time.Duration) *ProductCache {
+// ProductSource is where the products live: the database (store.Catalog).
+// Each product comes with its version, which orders the cache's writes.
+type ProductSource interface {
+	VersionedProducts(ctx context.Context, skus []events.SKU) (map[events.SKU]catalog.Product, map[events.SKU]int64, error)
+	UpdateProduct(ctx context.Context, sku events.SKU, ch store.ProductChange) (catalog.Product, int64, error)
+}
+
+// NewProductCache returns the cache in front of source; ttl 0 takes the
+// default.
+func NewProductCache(r *Client, source ProductSource, ttl time.Duration) *ProductCache {
 	if ttl <= 0 {
 		ttl = ProductCacheTTLDefault
 	}
-	return &ProductCache{r: r, db: db, ttl: ttl}
+	return &ProductCache{r: r, source: source, ttl: ttl}
 }
 
 type cachedProduct struct {
@@ -78,7 +84,8 @@ func (c *ProductCache) Products(ctx context.Context, skus []events.SKU) (map[eve
 	})
 	if err != nil {
 		c.r.metrics.CacheRequests.WithLabelValues("error").Add(float64(len(skus)))
-		return c.db.Products(ctx, skus)
+		products, _, err := c.source.VersionedProducts(ctx, skus)
+		return products, err
 	}
 	var missing []events.SKU
 	for i, v := range vals {
@@ -95,7 +102,7 @@ func (c *ProductCache) Products(ctx context.Context, skus []events.SKU) (map[eve
 		return out, nil
 	}
 	c.r.metrics.CacheRequests.WithLabelValues("miss").Add(float64(len(missing)))
-	loaded, versions, err := c.db.products(ctx, missing)
+	loaded, versions, err := c.source.VersionedProducts(ctx, missing)
 	if err != nil {
 		return nil, err
 	}
@@ -132,62 +139,13 @@ func (c *ProductCache) put(ctx context.Context, p catalog.Product, version int64
 	})
 }
 
-// ProductChange is a change to one product; nil fields stay as they are.
-type ProductChange struct {
-	Name  *string
-	Price *catalog.Cents
-	Stock *int
-}
-
 // UpdateProduct changes a product in the database and then its cache entry,
 // and returns the product as it now is.
-func (c *ProductCache) UpdateProduct(ctx context.Context, sku events.SKU, ch ProductChange) (catalog.Product, error) {
-	var (
-		p       catalog.Product
-		version int64
-	)
-	err := c.db.pool.QueryRow(ctx, `
-		UPDATE products SET name = coalesce($2, name), price_cents = coalesce($3, price_cents),
-		       stock = coalesce($4, stock), version = version + 1, updated_at = now()
-		WHERE sku = $1
-		RETURNING sku, name, price_cents, stock, version`, string(sku), ch.Name, ch.Price, ch.Stock).
-		Scan(&p.SKU, &p.Name, &p.Price, &p.Stock, &version)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return p, fmt.Errorf("update product %s: no such product", sku)
-	}
+func (c *ProductCache) UpdateProduct(ctx context.Context, sku events.SKU, ch store.ProductChange) (catalog.Product, error) {
+	p, version, err := c.source.UpdateProduct(ctx, sku, ch)
 	if err != nil {
-		return p, fmt.Errorf("update product %s: %w", sku, err)
+		return p, err
 	}
 	c.put(ctx, p, version)
 	return p, nil
-}
-
-// Products reads catalog data from the database (no cache).
-func (db *DB) Products(ctx context.Context, skus []events.SKU) (map[events.SKU]catalog.Product, error) {
-	out, _, err := db.products(ctx, skus)
-	return out, err
-}
-
-func (db *DB) products(ctx context.Context, skus []events.SKU) (map[events.SKU]catalog.Product, map[events.SKU]int64, error) {
-	out := make(map[events.SKU]catalog.Product, len(skus))
-	versions := make(map[events.SKU]int64, len(skus))
-	err := db.guard(func() error {
-		rows, err := db.pool.Query(ctx, `SELECT sku, name, price_cents, stock, version FROM products WHERE sku = ANY($1::text[])`, skuStrings(skus))
-		if err != nil {
-			return err
-		}
-		var (
-			p catalog.Product
-			v int64
-		)
-		_, err = pgx.ForEachRow(rows, []any{&p.SKU, &p.Name, &p.Price, &p.Stock, &v}, func() error {
-			out[p.SKU], versions[p.SKU] = p, v
-			return nil
-		})
-		return err
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("load products: %w", err)
-	}
-	return out, versions, nil
 }

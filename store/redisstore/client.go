@@ -1,4 +1,8 @@
-package store
+// Package redisstore is the Redis side of orderpipe: the idempotency keys
+// (Keys, handlers.KeyStore) and the product cache (ProductCache, in front of
+// store.Catalog), on one Client with its own circuit breaker. Redis is never
+// the last word: the database ledger is.
+package redisstore
 
 import (
 	"context"
@@ -14,21 +18,21 @@ import (
 	"github.com/orderpipe/orderpipe/resilience"
 )
 
-// Redis is the worker's Redis: idempotency keys and the product cache. It is
+// Client is the worker's Redis: idempotency keys and the product cache. It is
 // never the last word, only a shortcut in front of the database, so every
 // call goes through one circuit breaker: after three unavailable failures in
 // a row the worker stops asking for BreakerOpenFor and runs on the database
 // alone, and a dead or hung Redis costs a message nothing but a database
 // round trip. Unlike the database's, this breaker holds no consumer back.
-type Redis struct {
+type Client struct {
 	rdb     *redis.Client
 	prefix  string
 	br      *resilience.Breaker
 	metrics *metrics.Metrics
 }
 
-// RedisConfig configures the Redis client.
-type RedisConfig struct {
+// Config configures the Redis client.
+type Config struct {
 	// URL is redis://[user:password@]host:port/db (rediss:// for TLS). Required.
 	URL string
 	// KeyPrefix namespaces every key, so deployments (and test runs) can
@@ -44,10 +48,10 @@ type RedisConfig struct {
 	Metrics *metrics.Metrics
 }
 
-// Redis defaults.
+// Client defaults.
 const (
-	RedisKeyPrefixDefault = "orderpipe:"
-	RedisTimeoutDefault   = 500 * time.Millisecond
+	KeyPrefixDefault = "orderpipe:"
+	TimeoutDefault   = 500 * time.Millisecond
 	// BreakerOpenFor is how long the worker leaves Redis alone after it
 	// failed three times in a row, before one call tries it again.
 	BreakerOpenFor = 5 * time.Second
@@ -66,19 +70,19 @@ func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
 // commands call it once from main; a library must not.
 func RouteRedisLog(log *slog.Logger) { redis.SetLogger(redisLog{log: log}) }
 
-// OpenRedis returns the Redis client. Like the pool, it does not fail when
+// Open returns the Redis client. Like the pool, it does not fail when
 // Redis is down.
-func OpenRedis(cfg RedisConfig) (*Redis, error) {
+func Open(cfg Config) (*Client, error) {
 	opt, err := redis.ParseURL(cfg.URL)
 	if err != nil {
 		// The URL may carry a password: do not echo it.
 		return nil, errors.New("store: REDIS_URL is not a valid redis:// or rediss:// URL")
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = RedisTimeoutDefault
+		cfg.Timeout = TimeoutDefault
 	}
 	if cfg.KeyPrefix == "" {
-		cfg.KeyPrefix = RedisKeyPrefixDefault
+		cfg.KeyPrefix = KeyPrefixDefault
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -89,7 +93,7 @@ func OpenRedis(cfg RedisConfig) (*Redis, error) {
 	// the retry, and a worker must not spend a second per message on a dead
 	// Redis before the breaker opens.
 	opt.MaxRetries, opt.DialerRetries, opt.DialerRetryTimeout = -1, 1, time.Millisecond
-	r := &Redis{rdb: redis.NewClient(opt), prefix: cfg.KeyPrefix, metrics: metrics.Or(cfg.Metrics)}
+	r := &Client{rdb: redis.NewClient(opt), prefix: cfg.KeyPrefix, metrics: metrics.Or(cfg.Metrics)}
 	r.br = resilience.NewBreaker(resilience.BreakerConfig{
 		Name: "redis", Failures: 3, OpenFor: BreakerOpenFor, Logger: log, Metrics: r.metrics,
 		Effect: "idempotency keys and product cache bypassed, the database decides alone (slower, still exactly once)",
@@ -98,13 +102,13 @@ func OpenRedis(cfg RedisConfig) (*Redis, error) {
 }
 
 // Close closes the client.
-func (r *Redis) Close() error {
+func (r *Client) Close() error {
 	r.br.Close()
 	return r.rdb.Close()
 }
 
 // Ping checks that Redis answers (for readiness reports; the worker runs without it).
-func (r *Redis) Ping(ctx context.Context) error {
+func (r *Client) Ping(ctx context.Context) error {
 	if err := r.rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis ping: %w", err)
 	}
@@ -112,26 +116,26 @@ func (r *Redis) Ping(ctx context.Context) error {
 }
 
 // do runs fn through the breaker. An open breaker fails at once.
-func (r *Redis) do(use string, fn func() error) error {
+func (r *Client) do(use string, fn func() error) error {
 	err := r.br.Do(fn)
 	if err != nil {
 		r.metrics.RedisErrors.WithLabelValues(use).Inc()
 		if errors.Is(err, resilience.ErrOpen) {
-			return fmt.Errorf("redis skipped (%s): %w", use, ErrRedisUnavailable)
+			return fmt.Errorf("redis skipped (%s): %w", use, ErrUnavailable)
 		}
 		return fmt.Errorf("redis (%s): %w", use, err)
 	}
 	return nil
 }
 
-// ErrRedisUnavailable is wrapped by calls the open breaker refused.
-var ErrRedisUnavailable = errors.New("redis breaker open")
+// ErrUnavailable is wrapped by calls the open breaker refused.
+var ErrUnavailable = errors.New("redis breaker open")
 
-func (r *Redis) key(parts ...string) string { return r.prefix + strings.Join(parts, ":") }
+func (r *Client) key(parts ...string) string { return r.prefix + strings.Join(parts, ":") }
 
 // Purge deletes every key under the prefix: idempotency keys and product
 // entries. For `orderctl reset` (demos, tests), never for production.
-func (r *Redis) Purge(ctx context.Context) (int, error) {
+func (r *Client) Purge(ctx context.Context) (int, error) {
 	n := 0
 	iter := r.rdb.Scan(ctx, 0, r.prefix+"*", 500).Iterator()
 	var batch []string

@@ -1,4 +1,4 @@
-package store
+package admin
 
 import (
 	"context"
@@ -7,30 +7,31 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/orderpipe/orderpipe/catalog"
+	"github.com/orderpipe/orderpipe/store"
 )
 
 // Seed inserts the catalog and coupons. Existing rows are left alone, so a
 // second run changes nothing; Reset puts them back to these values.
-func (db *DB) Seed(ctx context.Context, products []catalog.Product, coupons []catalog.Coupon) error {
-	return db.inTx(ctx, func(t *txn) error { return t.seed(ctx, products, coupons, false) })
+func Seed(ctx context.Context, db *store.DB, products []catalog.Product, coupons []catalog.Coupon) error {
+	return pgx.BeginFunc(ctx, db.Pool(), func(tx pgx.Tx) error { return seed(ctx, tx, products, coupons, false) })
 }
 
 // Reset empties every order table, restarts invoice numbering and puts
 // stock, prices and coupons back to the seed values. For demos and tests:
 // never run it against production.
-func (db *DB) Reset(ctx context.Context, products []catalog.Product, coupons []catalog.Coupon) error {
-	return db.inTx(ctx, func(t *txn) error {
-		if _, err := t.tx.Exec(ctx, `
+func Reset(ctx context.Context, db *store.DB, products []catalog.Product, coupons []catalog.Coupon) error {
+	return pgx.BeginFunc(ctx, db.Pool(), func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `
 			TRUNCATE processed_events, invoice_lines, invoices, coupon_redemptions, billing_cancellations,
 			         reservations, stock_movements, notifications, outbox;
 			UPDATE invoice_counter SET last = 0`); err != nil {
 			return fmt.Errorf("reset: %w", err)
 		}
-		return t.seed(ctx, products, coupons, true)
+		return seed(ctx, tx, products, coupons, true)
 	})
 }
 
-func (t *txn) seed(ctx context.Context, products []catalog.Product, coupons []catalog.Coupon, overwrite bool) error {
+func seed(ctx context.Context, tx pgx.Tx, products []catalog.Product, coupons []catalog.Coupon, overwrite bool) error {
 	onConflict := "DO NOTHING"
 	if overwrite {
 		onConflict = "DO UPDATE SET name = EXCLUDED.name, price_cents = EXCLUDED.price_cents, stock = EXCLUDED.stock, version = products.version + 1, updated_at = now()"
@@ -52,7 +53,7 @@ func (t *txn) seed(ctx context.Context, products []catalog.Product, coupons []ca
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (code) `+couponConflict,
 			c.Code, string(c.Kind), c.PercentBP, int64(c.AmountOff), int64(c.MinOrder), c.ValidFrom, c.ValidUntil, c.MaxRedemptions)
 	}
-	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("seed catalog: %w", err)
 	}
 	return nil

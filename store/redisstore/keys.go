@@ -1,4 +1,4 @@
-package store
+package redisstore
 
 import (
 	"context"
@@ -36,13 +36,13 @@ const (
 // from a conflicting reuse of the event_id. Every transition is one Lua
 // script on one key: atomic, and safe on Redis Cluster.
 type Keys struct {
-	r         *Redis
+	r         *Client
 	lease     time.Duration
 	retention time.Duration
 }
 
 // NewKeys returns the idempotency store; zero durations take the defaults.
-func NewKeys(r *Redis, lease, retention time.Duration) *Keys {
+func NewKeys(r *Client, lease, retention time.Duration) *Keys {
 	if lease <= 0 {
 		lease = LeaseDefault
 	}
