@@ -93,97 +93,48 @@ func AWSConfig(ctx context.Context, region string, optFns ...func(*awsconfig.Loa
 
 // Run runs the worker until ctx is cancelled, then drains and returns.
 func Run(ctx context.Context, cfg Config) error {
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
 	if len(cfg.Handlers) == 0 {
 		cfg.Handlers = cfg.Topology.Handlers()
 	}
-	m := metrics.Or(cfg.Metrics)
-	sqsc := sqs.NewFromConfig(cfg.AWS)
-	ap, err := topology.Resolve(ctx, sns.NewFromConfig(cfg.AWS), sqsc, cfg.Topology)
+	cfg.Metrics = metrics.Or(cfg.Metrics)
+	log := cfg.Logger
+	sqsc, snsc := sqs.NewFromConfig(cfg.AWS), sns.NewFromConfig(cfg.AWS)
+	ap, err := topology.Resolve(ctx, snsc, sqsc, cfg.Topology)
 	if err != nil {
 		return fmt.Errorf("find queues: %w", err)
 	}
-	scfg := cfg.Store
-	scfg.Logger = log
-	scfg.Metrics = m
-	db, err := store.Open(ctx, scfg)
+	d, err := open(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	rcfg := cfg.Redis
-	rcfg.Logger = log
-	rcfg.Metrics = m
-	rdb, err := redisstore.Open(rcfg)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	mail, err := mailer.New(cfg.SMTP)
-	if err != nil {
-		return err
-	}
-	smtpBreaker := resilience.NewBreaker(resilience.BreakerConfig{
-		Name: "smtp", Failures: 5, OpenFor: 2 * time.Second, Probe: mail.Ping, Logger: log, Metrics: m,
-	})
-	defer smtpBreaker.Close()
-	hs, err := Handlers(Deps{
-		DB: db, Redis: rdb, OutboxTopic: cfg.Topology.Topic, Sender: &breakerSender{b: smtpBreaker, next: mail},
-		Claim: cfg.EmailClaim(), Notification: cfg.Notification,
-		IdemLease: cfg.IdemLease, IdemRetention: cfg.IdemRetention, ProductCacheTTL: cfg.ProductCacheTTL,
-		Retry: cfg.Retry, Metrics: m, Logger: log,
-	})
-	if err != nil {
-		return err
-	}
-	// Consumers receive only while the dependencies their handler needs are
-	// up: messages wait in the queue through an outage instead of burning
-	// receives on their way to the DLQ.
-	gates := map[string]worker.Gate{
-		billing.Name:      db.Breaker(),
-		inventory.Name:    db.Breaker(),
-		notification.Name: resilience.All{db.Breaker(), smtpBreaker},
-	}
-
-	pub, err := events.NewPublisher(sns.NewFromConfig(cfg.AWS), events.PublisherConfig{TopicARN: ap.TopicARN})
+	defer d.close()
+	consumers, err := d.consumers(cfg, sqsc, ap)
 	if err != nil {
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	if !cfg.NoRelay {
-		snsBreaker := newSNSBreaker(log, m)
+		pub, err := events.NewPublisher(snsc, events.PublisherConfig{TopicARN: ap.TopicARN})
+		if err != nil {
+			return err
+		}
+		snsBreaker := newSNSBreaker(log, cfg.Metrics)
 		defer snsBreaker.Close()
-		outbox := store.NewOutbox(db, cfg.Topology.Topic)
-		g.Go(func() error { relay(gctx, outbox, pub, snsBreaker, m, log); return nil })
+		outbox := store.NewOutbox(d.db, cfg.Topology.Topic)
+		g.Go(func() error { relay(gctx, outbox, pub, snsBreaker, cfg.Metrics, log); return nil })
 	}
 	if cfg.MetricsAddr != "" {
-		ready := readiness(db, rdb, smtpBreaker)
-		registerPoolStats(m, db)
-		srv, err := serveHTTP(cfg.MetricsAddr, m, ready, log)
+		registerPoolStats(cfg.Metrics, d.db)
+		srv, err := serveHTTP(cfg.MetricsAddr, cfg.Metrics, readiness(d.db, d.redis, d.smtp), log)
 		if err != nil {
 			return err
 		}
 		defer srv.Close()
 	}
-	for _, name := range cfg.Handlers {
-		h, ok := hs[name]
-		if !ok {
-			return fmt.Errorf("unknown handler %q (want billing, inventory or notification)", name)
-		}
-		q, ok := ap.Queues[name]
-		if !ok {
-			return fmt.Errorf("topology has no queue for handler %q", name)
-		}
-		if cfg.Middleware != nil {
-			h = cfg.Middleware(q)(h)
-		}
-		c, err := newConsumer(sqsc, cfg.Consumer, q, h, gates[name], m, log)
-		if err != nil {
-			return err
-		}
+	for _, c := range consumers {
 		g.Go(func() error { return c.Run(gctx) })
 	}
 	log.Info("worker started", "handlers", cfg.Handlers, "topic", ap.TopicARN)
@@ -193,6 +144,89 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	return nil
+}
+
+// deps are the worker's connections to its dependencies.
+type deps struct {
+	db    *store.DB
+	redis *redisstore.Client
+	mail  *mailer.SMTP
+	smtp  *resilience.Breaker
+}
+
+// open connects to the database, Redis and SMTP (lazily: none of them needs
+// to be up).
+func open(ctx context.Context, cfg Config) (*deps, error) {
+	scfg, rcfg := cfg.Store, cfg.Redis
+	scfg.Logger, scfg.Metrics = cfg.Logger, cfg.Metrics
+	rcfg.Logger, rcfg.Metrics = cfg.Logger, cfg.Metrics
+	db, err := store.Open(ctx, scfg)
+	if err != nil {
+		return nil, err
+	}
+	d := &deps{db: db}
+	if d.redis, err = redisstore.Open(rcfg); err != nil {
+		d.close()
+		return nil, err
+	}
+	if d.mail, err = mailer.New(cfg.SMTP); err != nil {
+		d.close()
+		return nil, err
+	}
+	d.smtp = resilience.NewBreaker(resilience.BreakerConfig{
+		Name: "smtp", Failures: 5, OpenFor: 2 * time.Second, Probe: d.mail.Ping, Logger: cfg.Logger, Metrics: cfg.Metrics,
+	})
+	return d, nil
+}
+
+func (d *deps) close() {
+	if d.smtp != nil {
+		d.smtp.Close()
+	}
+	if d.redis != nil {
+		_ = d.redis.Close()
+	}
+	d.db.Close()
+}
+
+// consumers builds one consumer per handler cfg names, each gated by the
+// breakers of the dependencies its handler needs: messages wait in the queue
+// through an outage instead of burning receives on their way to the DLQ.
+func (d *deps) consumers(cfg Config, sqsc *sqs.Client, ap topology.Applied) ([]*worker.Consumer, error) {
+	hs, err := Handlers(Deps{
+		DB: d.db, Redis: d.redis, OutboxTopic: cfg.Topology.Topic, Sender: &breakerSender{b: d.smtp, next: d.mail},
+		Claim: cfg.EmailClaim(), Notification: cfg.Notification,
+		IdemLease: cfg.IdemLease, IdemRetention: cfg.IdemRetention, ProductCacheTTL: cfg.ProductCacheTTL,
+		Retry: cfg.Retry, Metrics: cfg.Metrics, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	gates := map[string]worker.Gate{
+		billing.Name:      d.db.Breaker(),
+		inventory.Name:    d.db.Breaker(),
+		notification.Name: resilience.All{d.db.Breaker(), d.smtp},
+	}
+	var cs []*worker.Consumer
+	for _, name := range cfg.Handlers {
+		h, ok := hs[name]
+		if !ok {
+			return nil, fmt.Errorf("unknown handler %q (want billing, inventory or notification)", name)
+		}
+		q, ok := ap.Queues[name]
+		if !ok {
+			return nil, fmt.Errorf("topology has no queue for handler %q", name)
+		}
+		if cfg.Middleware != nil {
+			h = cfg.Middleware(q)(h)
+		}
+		c, err := newConsumer(sqsc, cfg.Consumer, q, h, gates[name], cfg.Metrics, cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+		cs = append(cs, c)
+	}
+	return cs, nil
 }
 
 func newConsumer(client *sqs.Client, tmpl worker.Config, q topology.AppliedQueue, h worker.Handler, gate worker.Gate, m *metrics.Metrics, log *slog.Logger) (*worker.Consumer, error) {
