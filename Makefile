@@ -14,7 +14,7 @@ help: ## list the targets
 build: ## build bin/worker, bin/orderctl (shipped) and bin/orderbench (bench, loadgen, drill; not shipped)
 	$(GO) build -ldflags="-X main.version=$(VERSION)" -o bin/ ./cmd/worker ./cmd/orderctl ./cmd/orderbench
 
-up: ## start the local stack (PgBouncer, SNS/SQS emulator, Mailpit; PostgreSQL and Redis if down)
+up: ## start the local stack (PgBouncer, SNS/SQS emulator, Mailpit, moto; PostgreSQL and Redis if down)
 	scripts/stack.sh up
 
 down: ## stop what `make up` started
@@ -49,3 +49,22 @@ fuzz: ## fuzz the event decoder for 30s
 
 clean: ## remove build outputs (keeps .stack/)
 	rm -rf bin
+
+# --- deployment (deploy/cloudformation) -------------------------------------
+STACK  ?= orderpipe
+BUCKET ?=
+PARAMS ?=
+
+.PHONY: deploy-files deploy-aws
+
+deploy-files: ## render deploy/ecs/*.json and topology/topology.json from the CloudFormation templates
+	$(GO) generate ./deploy
+
+deploy-aws: ## deploy the stack to AWS: make deploy-aws BUCKET=templates-bucket PARAMS="ImageTag=v1 VpcId=vpc-... Subnets=subnet-a,subnet-b SMTPSecretArn=arn:..." [STACK=orderpipe]
+	@test -n "$(BUCKET)" || { echo "make deploy-aws: BUCKET= names the S3 bucket the nested templates are uploaded to" >&2; exit 2; }
+	@mkdir -p .stack
+	aws cloudformation package --template-file deploy/cloudformation/orderpipe.yaml \
+	  --s3-bucket $(BUCKET) --s3-prefix $(STACK) --output-template-file .stack/$(STACK).packaged.yaml
+	aws cloudformation deploy --template-file .stack/$(STACK).packaged.yaml --stack-name $(STACK) \
+	  --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset $(if $(PARAMS),--parameter-overrides $(PARAMS))
+	aws cloudformation describe-stacks --stack-name $(STACK) --query 'Stacks[0].Outputs' --output table

@@ -4,12 +4,14 @@
 #   scripts/stack.sh up      install what is missing, start what is not running (idempotent)
 #   scripts/stack.sh down    stop the processes this script started (PostgreSQL and Redis stay up)
 #   scripts/stack.sh status  one line per service
-#   scripts/stack.sh env     the environment variables that point the binaries at this stack
+#   scripts/stack.sh env     the environment variables that point the binaries (and the tests) at this stack
 #   scripts/stack.sh stop-worker  stop the worker the demo started
 #
 # PostgreSQL and Redis are the machine's own (started or installed from Debian's packages when
 # absent). PgBouncer, the SNS/SQS emulator (fauxqs on Node 22) and Mailpit run from .stack/,
-# the one git-ignored folder that holds every installed tool, log and pid file.
+# the one git-ignored folder that holds every installed tool, log and pid file. moto's server
+# (the AWS emulator the CloudFormation tests deploy into) is the machine's pip package, its log
+# and pid under .stack/ like the others.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,11 +19,13 @@ STATE=${ORDERPIPE_STATE_DIR:-$ROOT/.stack}
 LOGS=$STATE/logs
 RUN=$STATE/run
 MAILPIT_VERSION=v1.27.11
+MOTO_VERSION=5.2.1
 # Ports can be moved (to run a second stack beside the first, say).
 EMULATOR_PORT=${ORDERPIPE_EMULATOR_PORT:-4566}
 PGBOUNCER_PORT=${ORDERPIPE_PGBOUNCER_PORT:-6432}
 SMTP_PORT=${ORDERPIPE_SMTP_PORT:-1025}
 MAILPIT_HTTP_PORT=${ORDERPIPE_MAILPIT_PORT:-8025}
+MOTO_PORT=${ORDERPIPE_MOTO_PORT:-5000}
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -141,6 +145,22 @@ mailpit_up() {
   wait_for mailpit "$LOGS/mailpit.log" curl -sf "http://127.0.0.1:$MAILPIT_HTTP_PORT/api/v1/info" -o /dev/null
 }
 
+# moto_up: moto's server, an AWS emulator with CloudFormation (deploy/'s tests deploy the
+# pipeline stack into it). It comes from pip with its server and CloudFormation extras; this
+# installs them only when they are missing.
+moto_up() {
+  if curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/" -o /dev/null 2>&1; then return 0; fi
+  port_open 127.0.0.1 "$MOTO_PORT" && die "port $MOTO_PORT is taken by something that is not moto (set ORDERPIPE_MOTO_PORT)"
+  if ! command -v moto_server >/dev/null || ! python3 -c 'import moto.cloudformation, cfnlint, flask' 2>/dev/null; then
+    log "installing moto $MOTO_VERSION (server, CloudFormation) with pip"
+    python3 -m pip install --quiet "moto[server,cloudformation]==$MOTO_VERSION" >"$LOGS/moto-install.log" 2>&1 || {
+      tail -n 20 "$LOGS/moto-install.log" >&2; die "pip install moto failed"; }
+  fi
+  log "starting moto's server on :$MOTO_PORT"
+  start_bg moto "$(command -v moto_server)" -H 127.0.0.1 -p "$MOTO_PORT"
+  wait_for moto "$LOGS/moto.log" curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/" -o /dev/null
+}
+
 # databases: the application database, created once; tests make their own.
 databases_up() {
   local db=${ORDERPIPE_DB:-orderpipe}
@@ -172,10 +192,10 @@ cmd=${1:-up}
 mkdir -p "$LOGS" "$RUN"
 case "$cmd" in
   up)
-    postgres_up; redis_up; pgbouncer_up; emulator_up; mailpit_up; databases_up
+    postgres_up; redis_up; pgbouncer_up; emulator_up; mailpit_up; moto_up; databases_up
     log "stack ready (logs in $LOGS)" ;;
   down)
-    for s in worker mailpit emulator pgbouncer; do stop_one "$s"; done ;;
+    for s in worker moto mailpit emulator pgbouncer; do stop_one "$s"; done ;;
   stop-worker)
     stop_one worker ;;
   status)
@@ -183,7 +203,8 @@ case "$cmd" in
     status_line redis port_open 127.0.0.1 6379
     status_line pgbouncer port_open 127.0.0.1 "$PGBOUNCER_PORT"
     status_line emulator curl -sf "http://127.0.0.1:$EMULATOR_PORT/health"
-    status_line mailpit curl -sf "http://127.0.0.1:$MAILPIT_HTTP_PORT/api/v1/info" ;;
+    status_line mailpit curl -sf "http://127.0.0.1:$MAILPIT_HTTP_PORT/api/v1/info"
+    status_line moto curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/" ;;
   env)
     cat <<EOF
 export AWS_ENDPOINT_URL=http://127.0.0.1:$EMULATOR_PORT
@@ -195,6 +216,7 @@ export ADMIN_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres?sslmode=di
 export REDIS_URL=redis://127.0.0.1:6379/0
 export SMTP_ADDR=127.0.0.1:$SMTP_PORT
 export MAILPIT_URL=http://127.0.0.1:$MAILPIT_HTTP_PORT
+export MOTO_URL=http://127.0.0.1:$MOTO_PORT
 EOF
     ;;
   *) die "usage: $0 up|down|status|env|stop-worker" ;;

@@ -1,6 +1,8 @@
-// Package topology holds the one declaration of the SNS/SQS topology
-// (topology.json) and applies it: `orderctl provision` and the test harness
-// call Apply; the LocalStack init hook reads the same file.
+// Package topology holds the SNS/SQS topology the code runs with
+// (topology.json, rendered from deploy/cloudformation/pipeline.yaml, the one
+// declaration) and applies and checks it: `orderctl provision` and the test
+// harness call Apply, `orderctl provision --check` calls Check, the worker
+// calls Resolve; the LocalStack init hook reads the same file.
 package topology
 
 import (

@@ -19,7 +19,7 @@ var version string
 type cli struct{ subcmd.Base }
 
 var commands = []subcmd.Command[*cli]{
-	{Name: "provision", Usage: "create or converge the SNS topic, the queues, their DLQs and the subscriptions", Run: provision},
+	{Name: "provision", Usage: "create or converge the SNS topic, the queues, their DLQs and the subscriptions; --check reports drift and changes nothing", Run: provision},
 	{Name: "migrate", Usage: "apply the database migrations and seed the catalog (idempotent)", Run: migrate},
 	{Name: "reset", Usage: "empty the order tables, restore the seed catalog and purge the queues (demo and tests only)", Run: reset},
 	{Name: "publish", Usage: "publish orders: --sample N, --file FILE (JSON lines) or JSON lines on stdin", Run: publish},

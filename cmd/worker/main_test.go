@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
+	"github.com/orderpipe/orderpipe/deploy"
 	"github.com/orderpipe/orderpipe/store"
 )
 
@@ -103,46 +105,52 @@ func TestDefaultsGoToAWSNotTheEmulator(t *testing.T) {
 	}
 }
 
-// taskDefinition is the part of deploy/ecs/task-definition.json the tests read.
-type taskDefinition struct {
-	ContainerDefinitions []struct {
-		Name        string
-		Environment []struct{ Name, Value string }
-		Secrets     []struct{ Name, ValueFrom string }
-	}
-}
-
-func readTaskDefinition(t *testing.T) taskDefinition {
+// shippedTaskEnvironment is the worker container's environment as ECS
+// would start it from deploy/cloudformation in the sample deployment
+// (deploy.RenderSample): the template's intrinsic functions evaluated with
+// realistic values (the RDS Proxy endpoint, the Redis endpoint), and its
+// secrets resolved to what the stack's secrets would hold (REDIS_URL with
+// the AUTH token) or sample SES credentials. deploy/ecs/task-definition.json
+// is the same rendering.
+func shippedTaskEnvironment(t *testing.T) map[string]string {
 	t.Helper()
-	b, err := os.ReadFile("../../deploy/ecs/task-definition.json")
+	d, err := deploy.RenderSample()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var td taskDefinition
-	if err := json.Unmarshal(b, &td); err != nil {
-		t.Fatalf("task definition: %v", err)
+	pipeline, err := d.Pipeline()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(td.ContainerDefinitions) != 1 {
-		t.Fatalf("%d containers, want the worker alone", len(td.ContainerDefinitions))
+	c, err := pipeline.Container(deploy.WorkerTaskDefinition, deploy.WorkerContainer)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return td
+	secrets, err := d.SecretValues(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{}
+	for name, v := range c.Env {
+		vars[name] = v
+	}
+	for name, v := range secrets {
+		if _, dup := vars[name]; dup {
+			t.Fatalf("%s is both an environment variable and a secret of the task", name)
+		}
+		vars[name] = v
+	}
+	return vars
 }
 
-// TestTaskDefinitionPassesTheWorkersCheck feeds the sample ECS task's
-// environment (its secrets as placeholders) through the worker's own
+// TestTaskDefinitionPassesTheWorkersCheck feeds the shipped ECS task's
+// environment (shippedTaskEnvironment) through the worker's own
 // configuration check: the image must be able to start with it. The IAM
 // token source is built but must not fetch credentials during the check;
 // the test stands in for the ECS credential endpoint and counts.
 func TestTaskDefinitionPassesTheWorkersCheck(t *testing.T) {
 	hermeticAWS(t)
-	td := readTaskDefinition(t)
-	vars := map[string]string{}
-	for _, v := range td.ContainerDefinitions[0].Environment {
-		vars[v.Name] = v.Value
-	}
-	for _, s := range td.ContainerDefinitions[0].Secrets {
-		vars[s.Name] = "placeholder-" + strings.ToLower(s.Name)
-	}
+	vars := shippedTaskEnvironment(t)
 	for name, val := range vars {
 		if strings.HasPrefix(name, "AWS_ENDPOINT_URL") {
 			t.Errorf("the task sets %s=%q; in AWS the SDK's own endpoints are the default", name, val)
@@ -170,6 +178,9 @@ func TestTaskDefinitionPassesTheWorkersCheck(t *testing.T) {
 	}
 	if ep := w.cfg.AWS.BaseEndpoint; ep != nil {
 		t.Errorf("BaseEndpoint = %q, want AWS's own", *ep)
+	}
+	if u, err := url.Parse(w.cfg.Redis.URL); err != nil || u.Scheme != "rediss" || u.User == nil {
+		t.Errorf("REDIS_URL is not rediss:// with the AUTH token: ElastiCache requires both")
 	}
 	if w.cfg.Store.IAM == nil || w.cfg.Store.Proxy != store.ProxyRDS {
 		t.Fatalf("store config has IAM %v, proxy %q; want IAM behind rds-proxy", w.cfg.Store.IAM != nil, w.cfg.Store.Proxy)
