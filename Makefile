@@ -5,6 +5,11 @@ PKGS  := ./...
 # VERSION, when set, is stamped into the binaries (`--version`); unset, they
 # print the module version and VCS revision Go records.
 VERSION ?=
+# golangci-lint is pinned here and installed from the Go module proxy into
+# .stack/bin (git-ignored) on first use, and again when this pin changes.
+GOLANGCI_LINT_VERSION := v2.15.0
+STATE_DIR     := $(or $(ORDERPIPE_STATE_DIR),$(CURDIR)/.stack)
+GOLANGCI_LINT := $(STATE_DIR)/bin/golangci-lint
 
 .PHONY: help up down status demo test test-unit build fuzz lint clean drill bench soak bench-go
 
@@ -43,6 +48,15 @@ soak: build up ## worker memory at half the max rate for BENCH_SOAK (10m), after
 
 bench-go: ## Go benchmarks of the per-message hot path (decode, validate, fingerprint, pricing), with allocations
 	$(GO) test -run '^$$' -bench . -benchmem ./events ./handlers/...
+
+lint: ## golangci-lint with .golangci.yml (the pinned version, installed into .stack/bin on first use)
+	@if [ ! -x "$(GOLANGCI_LINT)" ] || [ "$$(cat "$(GOLANGCI_LINT).version" 2>/dev/null)" != "$(GOLANGCI_LINT_VERSION)" ]; then \
+	  echo "installing golangci-lint $(GOLANGCI_LINT_VERSION) with go install" >&2; \
+	  mkdir -p "$(STATE_DIR)/bin" && \
+	  GOBIN="$(STATE_DIR)/bin" $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) && \
+	  echo "$(GOLANGCI_LINT_VERSION)" >"$(GOLANGCI_LINT).version"; \
+	fi
+	$(GOLANGCI_LINT) run $(PKGS)
 
 fuzz: ## fuzz the event decoder for 30s
 	$(GO) test ./events -run '^$$' -fuzz FuzzDecode -fuzztime 30s

@@ -107,7 +107,7 @@ func (s *Scope) call(fn string, arg any) (any, error) {
 	case "Ref":
 		name, ok := arg.(string)
 		if !ok {
-			return nil, fmt.Errorf("Ref of %v", arg)
+			return nil, fmt.Errorf("Ref of %v", arg) //nolint:staticcheck // ST1005: Ref is the CloudFormation function's name
 		}
 		return s.ref(name)
 	case "Fn::GetAtt":
@@ -152,7 +152,7 @@ func (s *Scope) ref(name string) (any, error) {
 	if r, ok := s.T.Resource(name); ok {
 		return s.RefFunc(r)
 	}
-	return nil, fmt.Errorf("Ref %s: no such parameter, pseudo parameter or resource", name)
+	return nil, fmt.Errorf("Ref %s: no such parameter, pseudo parameter or resource", name) //nolint:staticcheck // ST1005: Ref is the CloudFormation function's name
 }
 
 func (s *Scope) getAtt(res, attr string) (any, error) {
@@ -167,7 +167,8 @@ func (s *Scope) getAtt(res, attr string) (any, error) {
 var subVar = regexp.MustCompile(`\$\{([^}]*)\}`)
 
 func (s *Scope) sub(arg any) (any, error) {
-	text, vars := "", map[string]any{}
+	var text string
+	vars := map[string]any{}
 	switch a := arg.(type) {
 	case string:
 		text = a
@@ -271,7 +272,7 @@ func (s *Scope) split(arg any) (any, error) {
 		return nil, err
 	}
 	var out []any
-	for _, p := range strings.Split(str, sep) {
+	for p := range strings.SplitSeq(str, sep) {
 		out = append(out, p)
 	}
 	return out, nil

@@ -22,7 +22,7 @@ func TestTemplatesPassCfnLint(t *testing.T) {
 	cmd := []string{"cfn-lint"}
 	if _, err := exec.LookPath("cfn-lint"); err != nil {
 		cmd = []string{"python3", "-m", "cfnlint"}
-		if exec.Command("python3", "-c", "import cfnlint").Run() != nil {
+		if exec.CommandContext(t.Context(), "python3", "-c", "import cfnlint").Run() != nil {
 			t.Fatal("cfn-lint is not installed (run `make up`: it comes with moto[cloudformation])")
 		}
 	}

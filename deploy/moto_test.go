@@ -70,7 +70,11 @@ func motoConfig(t *testing.T) aws.Config {
 		endpoint = "http://127.0.0.1:5000"
 	}
 	client := &http.Client{Timeout: motoCallTimeout}
-	resp, err := client.Get(endpoint + "/moto-api/")
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, endpoint+"/moto-api/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("moto's server at %s (run `make up`): %v", endpoint, err)
 	}
@@ -196,6 +200,7 @@ func waitForStack(t *testing.T, cf *cloudformation.Client, stack string, timeout
 }
 
 func deleteStack(t *testing.T, cf *cloudformation.Client, stack string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), motoCallTimeout)
 	_, err := cf.DeleteStack(ctx, &cloudformation.DeleteStackInput{StackName: aws.String(stack)})
 	cancel()
@@ -317,8 +322,8 @@ func checkQueues(ctx context.Context, t *testing.T, cfg aws.Config, top topology
 			t.Errorf("DLQ %s: MessageRetentionPeriod = %q, want %d", top.DLQName(q), dlq["MessageRetentionPeriod"], top.DLQMessageRetentionSeconds)
 		}
 		var redrive struct {
-			DeadLetterTargetArn string
-			MaxReceiveCount     json.Number
+			DeadLetterTargetArn string      `json:"deadLetterTargetArn"`
+			MaxReceiveCount     json.Number `json:"maxReceiveCount"`
 		}
 		_ = json.Unmarshal([]byte(got["RedrivePolicy"]), &redrive) // maxReceiveCount: a number, or a string of one
 		if redrive.DeadLetterTargetArn != dlq["QueueArn"] || redrive.MaxReceiveCount.String() != strconv.Itoa(q.MaxReceiveCount) {
@@ -349,7 +354,10 @@ func deployedTask(ctx context.Context, t *testing.T, ecsc *ecs.Client, arn strin
 	if err != nil {
 		t.Fatalf("task definition %s: %v", arn, err)
 	}
-	b, _ := json.Marshal(out.TaskDefinition) // the SDK's field names; task reads them case-insensitively
+	b, err := json.Marshal(out.TaskDefinition) // the SDK's field names, which task reads
+	if err != nil {
+		t.Fatalf("task definition %s: %v", arn, err)
+	}
 	var td task
 	if err := json.Unmarshal(b, &td); err != nil || len(td.ContainerDefinitions) != 1 {
 		t.Fatalf("task definition %s: %v, %d containers", arn, err, len(td.ContainerDefinitions))
@@ -422,21 +430,18 @@ func checkRoles(ctx context.Context, t *testing.T, cfg aws.Config, d *Deployment
 	t.Helper()
 	iamc := iam.NewFromConfig(cfg)
 	data := mustStack(t, d.Data)
-	proxy, err := data.Output("ProxyResourceId")
-	if err != nil {
-		t.Fatal(err)
-	}
+	proxy := outputString(t, data, "ProxyResourceId")
 	arn := func(service, resource string) string {
 		return fmt.Sprintf("arn:aws:%s:%s:%s:%s", service, SampleRegion, SampleAccount, resource)
 	}
 	for role, check := range map[string]func(policy){
-		TaskRole:      func(p policy) { checkTaskRole(t, p, worker, arn, proxy.(string)) },
+		TaskRole:      func(p policy) { checkTaskRole(t, p, worker, arn, proxy) },
 		ExecutionRole: func(p policy) { checkExecutionRole(t, p, worker, migrate) },
 		"MigrateTaskRole": func(p policy) {
 			if diff := cmp.Diff([]string{"rds-db:connect"}, p.actions()); diff != "" {
 				t.Errorf("migration task role actions (-want +granted):\n%s", diff)
 			}
-			if r := dbUserARN(t, migrate, arn, proxy.(string)); !p.allows("rds-db:connect", r) {
+			if r := dbUserARN(t, migrate, arn, proxy); !p.allows("rds-db:connect", r) {
 				t.Errorf("migration task role does not allow rds-db:connect on %s", r)
 			}
 		},
@@ -495,7 +500,7 @@ func pythonToJSON(s string) string {
 				}
 				str.WriteByte(s[j])
 			}
-			q, _ := json.Marshal(str.String())
+			q, _ := json.Marshal(str.String()) //nolint:errchkjson // a string always encodes
 			b.Write(q)
 			i = j
 		case strings.HasPrefix(s[i:], "True"):

@@ -45,14 +45,18 @@ func (s *strs) UnmarshalJSON(b []byte) error {
 }
 
 type statement struct {
-	Sid, Effect                              string
-	Action, NotAction, Resource, NotResource strs
-	Condition                                json.RawMessage
+	Sid         string          `json:"Sid"`
+	Effect      string          `json:"Effect"`
+	Action      strs            `json:"Action"`
+	NotAction   strs            `json:"NotAction"`
+	Resource    strs            `json:"Resource"`
+	NotResource strs            `json:"NotResource"`
+	Condition   json.RawMessage `json:"Condition"`
 }
 
 type policy struct {
-	Version   string
-	Statement []statement
+	Version   string      `json:"Version"`
+	Statement []statement `json:"Statement"`
 }
 
 // parsePolicy reads a policy document (JSON, or a rendered template *Map)
@@ -113,7 +117,7 @@ func publishedActions(t *testing.T, service string) []string {
 	if err != nil {
 		t.Fatalf("no published action list for service %q: add testdata/iam-actions/%s.txt from the Service Authorization Reference (%v)", service, service, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	var out []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
@@ -205,9 +209,14 @@ func deployDocuments(t *testing.T) map[string]any {
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, _ := json.Marshal(p)
+			b, err := json.Marshal(p)
+			if err != nil {
+				t.Fatalf("%s %s: %v", st.T.Name, name, err)
+			}
 			var doc any
-			_ = json.Unmarshal(b, &doc)
+			if err := json.Unmarshal(b, &doc); err != nil {
+				t.Fatalf("%s %s: %v", st.T.Name, name, err)
+			}
 			docs["cloudformation/"+st.T.Name+" "+name] = doc
 		}
 	}
@@ -224,7 +233,10 @@ func TestEveryIAMActionExists(t *testing.T) {
 	checked := 0
 	for path, doc := range deployDocuments(t) {
 		for _, p := range policyDocuments(doc) {
-			raw, _ := json.Marshal(p)
+			raw, err := json.Marshal(p)
+			if err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
 			var pol policy
 			if err := json.Unmarshal(raw, &pol); err != nil {
 				t.Fatalf("%s: %v", path, err)
@@ -283,18 +295,28 @@ func (p policy) actions() []string {
 }
 
 // task is the part of an ECS task definition the tests read.
+// task is an ECS task definition, as the template, the rendered
+// deploy/ecs JSON (camelCase: encoding/json matches names regardless of
+// case) and the SDK write it.
 type task struct {
-	ExecutionRoleArn, TaskRoleArn string
-	ContainerDefinitions          []struct {
-		Name             string
-		Image            string
-		Environment      []struct{ Name, Value string }
-		Secrets          []struct{ Name, ValueFrom string }
+	ExecutionRoleArn     string `json:"ExecutionRoleArn"`
+	TaskRoleArn          string `json:"TaskRoleArn"`
+	ContainerDefinitions []struct {
+		Name        string `json:"Name"`
+		Image       string `json:"Image"`
+		Environment []struct {
+			Name  string `json:"Name"`
+			Value string `json:"Value"`
+		} `json:"Environment"`
+		Secrets []struct {
+			Name      string `json:"Name"`
+			ValueFrom string `json:"ValueFrom"`
+		} `json:"Secrets"`
 		LogConfiguration struct {
-			LogDriver string
-			Options   map[string]string
-		}
-	}
+			LogDriver string            `json:"LogDriver"`
+			Options   map[string]string `json:"Options"`
+		} `json:"LogConfiguration"`
+	} `json:"ContainerDefinitions"`
 }
 
 func (td task) env(name string) string {
@@ -438,10 +460,7 @@ func TestTaskRolePolicyCoversExactlyWhatTheCodeCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy, err := data.Output("ProxyResourceId")
-	if err != nil {
-		t.Fatal(err)
-	}
+	proxy := outputString(t, data, "ProxyResourceId")
 	m := ecrImage.FindStringSubmatch(td.ContainerDefinitions[0].Image)
 	if m == nil {
 		t.Fatal("image is not an ECR image")
@@ -449,14 +468,14 @@ func TestTaskRolePolicyCoversExactlyWhatTheCodeCalls(t *testing.T) {
 	arn := func(service, resource string) string {
 		return fmt.Sprintf("arn:aws:%s:%s:%s:%s", service, td.env("AWS_REGION"), m[1], resource)
 	}
-	checkTaskRole(t, rolePolicy(t, st, TaskRole), td, arn, proxy.(string))
+	checkTaskRole(t, rolePolicy(t, st, TaskRole), td, arn, proxy)
 
 	mig := rolePolicy(t, st, "MigrateTaskRole")
 	if diff := cmp.Diff([]string{"rds-db:connect"}, mig.actions()); diff != "" {
 		t.Errorf("migration task role actions (-want +granted):\n%s", diff)
 	}
 	mt := sampleTask(t, st, MigrateTaskDefinition)
-	if r := dbUserARN(t, mt, arn, proxy.(string)); !mig.allows("rds-db:connect", r) {
+	if r := dbUserARN(t, mt, arn, proxy); !mig.allows("rds-db:connect", r) {
 		t.Errorf("migration task role does not allow rds-db:connect on %s", r)
 	}
 }
@@ -650,7 +669,11 @@ func sdkInput(e ast.Expr) (service, op string, ok bool) {
 	if !ok || !strings.HasSuffix(sel.Sel.Name, "Input") {
 		return "", "", false
 	}
-	return sel.X.(*ast.Ident).Name, strings.TrimSuffix(sel.Sel.Name, "Input"), true
+	pkg, ok := sel.X.(*ast.Ident)
+	if !ok {
+		return "", "", false
+	}
+	return pkg.Name, strings.TrimSuffix(sel.Sel.Name, "Input"), true
 }
 
 // sdkClient matches *sqs.Client and *sns.Client.
@@ -659,7 +682,11 @@ func sdkClient(e ast.Expr) (string, bool) {
 	if !ok || sel.Sel.Name != "Client" {
 		return "", false
 	}
-	return sel.X.(*ast.Ident).Name, true
+	pkg, ok := sel.X.(*ast.Ident)
+	if !ok {
+		return "", false
+	}
+	return pkg.Name, true
 }
 
 func starSelector(e ast.Expr) (*ast.SelectorExpr, bool) {

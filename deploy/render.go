@@ -75,7 +75,11 @@ func (st *Stack) RolePolicy(role string) (*Map, error) {
 	if len(pols) != 1 {
 		return nil, fmt.Errorf("%s: role %s has %d inline policies, want one", st.T.Name, role, len(pols))
 	}
-	doc := pols[0].(*Map).Map("PolicyDocument")
+	pol, ok := pols[0].(*Map)
+	if !ok {
+		return nil, fmt.Errorf("%s: role %s: the inline policy is not a mapping", st.T.Name, role)
+	}
+	doc := pol.Map("PolicyDocument")
 	if doc == nil {
 		return nil, fmt.Errorf("%s: role %s: no PolicyDocument", st.T.Name, role)
 	}
@@ -126,7 +130,7 @@ func indentJSON(v any) ([]byte, error) {
 	}
 	var out bytes.Buffer
 	if err := json.Indent(&out, b, "", "  "); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("indent JSON: %w", err)
 	}
 	out.WriteByte('\n')
 	return out.Bytes(), nil
@@ -153,80 +157,101 @@ func RenderTopology() (topology.Topology, error) {
 
 func (st *Stack) topology() (topology.Topology, error) {
 	var t topology.Topology
-	fail := func(format string, args ...any) (topology.Topology, error) {
-		return topology.Topology{}, fmt.Errorf("%s: "+format, append([]any{st.T.Name}, args...)...)
-	}
 	subs := st.T.ResourcesOfType("AWS::SNS::Subscription")
 	if len(subs) == 0 {
-		return fail("no subscriptions")
+		return topology.Topology{}, st.errorf("no subscriptions")
 	}
 	for _, s := range subs {
-		topicRef, queueRes, ok := subscriptionTargets(s)
-		if !ok {
-			return fail("subscription %s: TopicArn must be !Ref TOPIC and Endpoint !GetAtt QUEUE.Arn", s.Logical)
-		}
-		sp, err := st.Properties(s.Logical)
-		if err != nil {
+		if err := st.addSubscription(&t, s); err != nil {
 			return topology.Topology{}, err
 		}
-		if sp.String("Protocol") != "sqs" || sp.Get("RawMessageDelivery") != true || sp.String("FilterPolicyScope") != "MessageAttributes" {
-			return fail("subscription %s: want protocol sqs, RawMessageDelivery true, FilterPolicyScope MessageAttributes", s.Logical)
-		}
-		topic, err := st.Properties(topicRef)
-		if err != nil {
-			return topology.Topology{}, err
-		}
-		if t.Topic == "" {
-			t.Topic = topic.String("TopicName")
-		} else if t.Topic != topic.String("TopicName") {
-			return fail("subscriptions to two topics")
-		}
-		q, dlq, err := st.queuePair(queueRes)
-		if err != nil {
-			return topology.Topology{}, err
-		}
-		types, err := eventTypes(sp.Map("FilterPolicy"))
-		if err != nil {
-			return fail("subscription %s: %v", s.Logical, err)
-		}
-		handler := tag(q, "orderpipe:handler")
-		if handler == "" {
-			return fail("queue %s has no orderpipe:handler tag", queueRes)
-		}
-		name := q.String("QueueName")
-		suffix, ok := strings.CutPrefix(dlq.String("QueueName"), name)
-		if !ok || suffix == "" {
-			return fail("DLQ %s is not named after queue %s", dlq.String("QueueName"), name)
-		}
-		redrive := q.Map("RedrivePolicy")
-		shared := []struct {
-			field *int
-			got   any
-			what  string
-		}{
-			{&t.MessageRetentionSeconds, q.Get("MessageRetentionPeriod"), "MessageRetentionPeriod"},
-			{&t.DLQMessageRetentionSeconds, dlq.Get("MessageRetentionPeriod"), "the DLQ's MessageRetentionPeriod"},
-			{&t.ReceiveWaitSeconds, q.Get("ReceiveMessageWaitTimeSeconds"), "ReceiveMessageWaitTimeSeconds"},
-		}
-		for _, f := range shared {
-			n, err := intOf(f.got)
-			if err != nil || (*f.field != 0 && *f.field != n) {
-				return fail("queue %s: %s %v differs from the other queues' (topology.json holds one)", name, f.what, f.got)
-			}
-			*f.field = n
-		}
-		if t.DLQSuffix != "" && t.DLQSuffix != suffix {
-			return fail("queue %s: DLQ suffix %q differs from the other queues'", name, suffix)
-		}
-		t.DLQSuffix = suffix
-		vis, err1 := intOf(q.Get("VisibilityTimeout"))
-		maxRC, err2 := intOf(redrive.Get("maxReceiveCount"))
-		if err1 != nil || err2 != nil {
-			return fail("queue %s: VisibilityTimeout and RedrivePolicy.maxReceiveCount must be numbers", name)
-		}
-		t.Queues = append(t.Queues, topology.Queue{Name: name, Handler: handler, EventTypes: types, VisibilityTimeoutSeconds: vis, MaxReceiveCount: maxRC})
 	}
 	return t, t.Validate()
+}
+
+// errorf is an error about the stack's template.
+func (st *Stack) errorf(format string, args ...any) error {
+	return fmt.Errorf("%s: "+format, append([]any{st.T.Name}, args...)...)
+}
+
+// addSubscription adds to t the queue that subscription s delivers to, and
+// checks that it agrees with the other subscriptions on what topology.json
+// holds once: the topic and the queue settings.
+func (st *Stack) addSubscription(t *topology.Topology, s Resource) error {
+	topicRef, queueRes, ok := subscriptionTargets(s)
+	if !ok {
+		return st.errorf("subscription %s: TopicArn must be !Ref TOPIC and Endpoint !GetAtt QUEUE.Arn", s.Logical)
+	}
+	sp, err := st.Properties(s.Logical)
+	if err != nil {
+		return err
+	}
+	if sp.String("Protocol") != "sqs" || sp.Get("RawMessageDelivery") != true || sp.String("FilterPolicyScope") != "MessageAttributes" {
+		return st.errorf("subscription %s: want protocol sqs, RawMessageDelivery true, FilterPolicyScope MessageAttributes", s.Logical)
+	}
+	topic, err := st.Properties(topicRef)
+	if err != nil {
+		return err
+	}
+	if t.Topic == "" {
+		t.Topic = topic.String("TopicName")
+	} else if t.Topic != topic.String("TopicName") {
+		return st.errorf("subscriptions to two topics")
+	}
+	q, dlq, err := st.queuePair(queueRes)
+	if err != nil {
+		return err
+	}
+	types, err := eventTypes(sp.Map("FilterPolicy"))
+	if err != nil {
+		return st.errorf("subscription %s: %w", s.Logical, err)
+	}
+	handler := tag(q, "orderpipe:handler")
+	if handler == "" {
+		return st.errorf("queue %s has no orderpipe:handler tag", queueRes)
+	}
+	name := q.String("QueueName")
+	if err := st.sharedQueueSettings(t, name, q, dlq); err != nil {
+		return err
+	}
+	vis, err1 := intOf(q.Get("VisibilityTimeout"))
+	maxRC, err2 := intOf(q.Map("RedrivePolicy").Get("maxReceiveCount"))
+	if err1 != nil || err2 != nil {
+		return st.errorf("queue %s: VisibilityTimeout and RedrivePolicy.maxReceiveCount must be numbers", name)
+	}
+	t.Queues = append(t.Queues, topology.Queue{Name: name, Handler: handler, EventTypes: types, VisibilityTimeoutSeconds: vis, MaxReceiveCount: maxRC})
+	return nil
+}
+
+// sharedQueueSettings sets in t what topology.json holds once for every
+// queue (retention, long-poll wait, DLQ suffix) from queue name (q, with
+// its dlq), or refuses a queue that differs from the ones before it.
+func (st *Stack) sharedQueueSettings(t *topology.Topology, name string, q, dlq *Map) error {
+	suffix, ok := strings.CutPrefix(dlq.String("QueueName"), name)
+	if !ok || suffix == "" {
+		return st.errorf("DLQ %s is not named after queue %s", dlq.String("QueueName"), name)
+	}
+	shared := []struct {
+		field *int
+		got   any
+		what  string
+	}{
+		{&t.MessageRetentionSeconds, q.Get("MessageRetentionPeriod"), "MessageRetentionPeriod"},
+		{&t.DLQMessageRetentionSeconds, dlq.Get("MessageRetentionPeriod"), "the DLQ's MessageRetentionPeriod"},
+		{&t.ReceiveWaitSeconds, q.Get("ReceiveMessageWaitTimeSeconds"), "ReceiveMessageWaitTimeSeconds"},
+	}
+	for _, f := range shared {
+		n, err := intOf(f.got)
+		if err != nil || (*f.field != 0 && *f.field != n) {
+			return st.errorf("queue %s: %s %v differs from the other queues' (topology.json holds one)", name, f.what, f.got)
+		}
+		*f.field = n
+	}
+	if t.DLQSuffix != "" && t.DLQSuffix != suffix {
+		return st.errorf("queue %s: DLQ suffix %q differs from the other queues'", name, suffix)
+	}
+	t.DLQSuffix = suffix
+	return nil
 }
 
 // queuePair returns a queue's properties and its DLQ's: the queue its
@@ -301,8 +326,10 @@ func intOf(v any) (int, error) {
 		return int(v), nil
 	case string:
 		var n int
-		_, err := fmt.Sscanf(v, "%d", &n)
-		return n, err
+		if _, err := fmt.Sscanf(v, "%d", &n); err != nil {
+			return 0, fmt.Errorf("%q is not a number: %w", v, err)
+		}
+		return n, nil
 	}
 	return 0, fmt.Errorf("%v is not a number", v)
 }
@@ -320,7 +347,7 @@ func topologyJSON(t topology.Topology) ([]byte, error) {
 	doc := append(append(append([]byte(`{"_comment":`), comment...), ','), body[1:]...)
 	var out bytes.Buffer
 	if err := json.Indent(&out, doc, "", "  "); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("indent topology.json: %w", err)
 	}
 	out.WriteByte('\n')
 	return out.Bytes(), nil

@@ -32,7 +32,7 @@ func SampleParameters() map[string]string {
 
 // sampleSMTPSecret is what the sample's SES SMTP secret (created outside the
 // stack) holds.
-const sampleSMTPSecret = `{"username":"AKIAIOSFODNN7EXAMPLE","password":"sample-ses-smtp-password"}`
+const sampleSMTPSecret = `{"username":"AKIAIOSFODNN7EXAMPLE","password":"sample-ses-smtp-password"}` //nolint:gosec // G101: AWS's documented example key and a sample password, for the rendered sample
 
 // Deployment is the parent stack and its nested stacks as CloudFormation
 // would build them: every intrinsic function evaluated, every resource's
@@ -46,6 +46,7 @@ type Deployment struct {
 // Stack is one stack of a Deployment.
 type Stack struct {
 	*Scope
+
 	Name string
 	// Given is the parameters the stack was given (by the parent, for a
 	// nested stack), without the defaults.
@@ -117,8 +118,10 @@ func (d *Deployment) Child(logical string) (*Stack, error) {
 	return st, nil
 }
 
-// Data and Pipeline are the two nested stacks.
-func (d *Deployment) Data() (*Stack, error)     { return d.Child("Data") }
+// Data is the nested stack of the data tier (database, proxy, Redis).
+func (d *Deployment) Data() (*Stack, error) { return d.Child("Data") }
+
+// Pipeline is the nested stack of the pipeline (topic, queues, the worker's service).
 func (d *Deployment) Pipeline() (*Stack, error) { return d.Child("Pipeline") }
 
 // Properties returns a resource's properties, evaluated.
@@ -315,7 +318,10 @@ func generatedSecret(g *Map) (string, error) {
 		return "SampleGeneratedSecret0123456789", nil
 	}
 	obj[key] = "Sample" + strings.ToUpper(key[:1]) + key[1:] + "0123456789abcdef"
-	b, _ := json.Marshal(obj)
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return "", fmt.Errorf("generated secret: %w", err)
+	}
 	return string(b), nil
 }
 

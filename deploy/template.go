@@ -30,7 +30,11 @@ const (
 
 // TemplateBody returns a template's text as shipped.
 func TemplateBody(name string) ([]byte, error) {
-	return templates.ReadFile(path.Join("cloudformation", name))
+	b, err := templates.ReadFile(path.Join("cloudformation", name))
+	if err != nil {
+		return nil, fmt.Errorf("template %s: %w", name, err)
+	}
+	return b, nil
 }
 
 // Template is a parsed CloudFormation template. Values are *Map (objects,
@@ -195,7 +199,7 @@ func marshal(v any) ([]byte, error) {
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("encode JSON: %w", err)
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
@@ -251,8 +255,9 @@ func decode(n *yaml.Node) (any, error) {
 		return out, nil
 	case yaml.ScalarNode:
 		return scalar(n)
+	default: // a document node inside a template, or an unset kind
+		return nil, fmt.Errorf("line %d: unexpected YAML node", n.Line)
 	}
-	return nil, fmt.Errorf("line %d: unexpected YAML node", n.Line)
 }
 
 func scalar(n *yaml.Node) (any, error) {
@@ -260,15 +265,25 @@ func scalar(n *yaml.Node) (any, error) {
 	case "!!str", "":
 		return n.Value, nil
 	case "!!int":
-		return strconv.ParseInt(n.Value, 0, 64)
+		i, err := strconv.ParseInt(n.Value, 0, 64)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n.Line, err)
+		}
+		return i, nil
 	case "!!float":
-		return strconv.ParseFloat(n.Value, 64)
+		f, err := strconv.ParseFloat(n.Value, 64)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n.Line, err)
+		}
+		return f, nil
 	case "!!bool":
 		var b bool
-		err := n.Decode(&b)
-		return b, err
+		if err := n.Decode(&b); err != nil {
+			return nil, fmt.Errorf("line %d: %w", n.Line, err)
+		}
+		return b, nil
 	case "!!null":
-		return nil, nil
+		return nil, nil //nolint:nilnil // a YAML null is the value nil
 	}
 	return nil, fmt.Errorf("line %d: unsupported tag %s", n.Line, n.Tag)
 }

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -278,12 +279,10 @@ func sorted(s []string) []string { s = slices.Clone(s); slices.Sort(s); return s
 // in the parent and finds it at both ends.
 func TestOneParameterSetsBothEnds(t *testing.T) {
 	params := SampleParameters()
-	for k, v := range map[string]string{
+	maps.Copy(params, map[string]string{
 		"ProxyIdleClientTimeout": "4321", "ProxyMaxConnectionsPercent": "37", "DBMaxConns": "7",
 		"MinTasks": "3", "MaxTasks": "9", "DatabaseMaxConnections": "1234",
-	} {
-		params[k] = v
-	}
+	})
 	d, err := Render(params)
 	if err != nil {
 		t.Fatal(err)
@@ -333,7 +332,7 @@ func container(t *testing.T, st *Stack, taskDef, name string) Container {
 func prop(t *testing.T, st *Stack, logical, path string) string {
 	t.Helper()
 	v := any(mustProps(t, st, logical))
-	for _, k := range strings.Split(path, ".") {
+	for k := range strings.SplitSeq(path, ".") {
 		m, ok := v.(*Map)
 		if !ok || !m.Has(k) {
 			t.Fatalf("%s %s has no %s", st.T.Name, logical, path)
@@ -341,6 +340,30 @@ func prop(t *testing.T, st *Stack, logical, path string) string {
 		v = m.Get(k)
 	}
 	return scalarString(v)
+}
+
+// outputString is a stack output that must be a string.
+func outputString(t *testing.T, st *Stack, name string) string {
+	t.Helper()
+	v, err := st.Output(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, ok := v.(string)
+	if !ok {
+		t.Fatalf("%s: output %s is %#v, want a string", st.T.Name, name, v)
+	}
+	return s
+}
+
+// mapOf is v, which must be a mapping.
+func mapOf(t *testing.T, what string, v any) *Map {
+	t.Helper()
+	m, ok := v.(*Map)
+	if !ok {
+		t.Fatalf("%s is %#v, want a mapping", what, v)
+	}
+	return m
 }
 
 func mustProps(t *testing.T, st *Stack, logical string) *Map {
@@ -424,7 +447,7 @@ func TestProxyRequiresTLSAndIAM(t *testing.T) {
 		t.Fatal("proxy has no Auth")
 	}
 	for _, a := range auth {
-		m := a.(*Map)
+		m := mapOf(t, "proxy Auth", a)
 		if m.String("IAMAuth") != "REQUIRED" || m.String("AuthScheme") != "SECRETS" || m.String("SecretArn") != dbSecret {
 			t.Errorf("proxy Auth %s: want IAMAuth REQUIRED with the database secret %s", mustJSON(m), dbSecret)
 		}
@@ -456,20 +479,17 @@ func TestProxyRequiresTLSAndIAM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	redisEndpoint, err := data.Output("RedisEndpoint")
-	if err != nil {
-		t.Fatal(err)
-	}
+	redisEndpoint := outputString(t, data, "RedisEndpoint")
 	token, err := d.SecretValue(ref(t, data, "RedisAuthToken"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	token, _ = jsonKey(token, "token")
-	if want := "rediss://:" + token + "@" + redisEndpoint.(string) + "/0"; secrets["REDIS_URL"] != want {
+	if want := "rediss://:" + token + "@" + redisEndpoint + "/0"; secrets["REDIS_URL"] != want {
 		t.Errorf("the worker's REDIS_URL would be %q, want %q", secrets["REDIS_URL"], want)
 	}
-	proxyEndpoint, _ := data.Output("ProxyEndpoint")
-	if got, want := worker.Env["DATABASE_URL"], "@"+proxyEndpoint.(string)+":5432/"; !strings.Contains(got, want) {
+	proxyEndpoint := outputString(t, data, "ProxyEndpoint")
+	if got, want := worker.Env["DATABASE_URL"], "@"+proxyEndpoint+":5432/"; !strings.Contains(got, want) {
 		t.Errorf("the worker's DATABASE_URL %q is not the proxy's endpoint %s", got, proxyEndpoint)
 	}
 	if worker.Env["DB_PROXY"] != "rds-proxy" || worker.Env["DB_IAM_AUTH"] != "true" {
@@ -487,7 +507,14 @@ func ref(t *testing.T, st *Stack, logical string) string {
 	return fmt.Sprint(v)
 }
 
-func mustJSON(v any) string { b, _ := json.Marshal(v); return string(b) }
+// mustJSON is v's JSON for a failure message (or the error, if it has none).
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
+}
 
 // TestWorkerServiceDeploysSafely: ECS gives the worker longer than it
 // drains for before SIGKILL, replaces tasks that fail `worker healthcheck`,
@@ -564,7 +591,7 @@ func TestAutoscalingTracksBacklogPerTask(t *testing.T) {
 	var tasks, expr string
 	returned := 0
 	for _, m := range cfg.Map("CustomizedMetricSpecification").List("Metrics") {
-		m := m.(*Map)
+		m := mapOf(t, "metric", m)
 		if m.Get("ReturnData") == true {
 			returned++
 			expr = m.String("Expression")
@@ -576,7 +603,8 @@ func TestAutoscalingTracksBacklogPerTask(t *testing.T) {
 		metric := m.Map("MetricStat").Map("Metric")
 		dims := map[string]string{}
 		for _, d := range metric.List("Dimensions") {
-			dims[d.(*Map).String("Name")] = d.(*Map).String("Value")
+			dim := mapOf(t, "dimension", d)
+			dims[dim.String("Name")] = dim.String("Value")
 		}
 		switch metric.String("Namespace") + "/" + metric.String("MetricName") {
 		case "AWS/SQS/ApproximateNumberOfMessagesVisible":
@@ -663,7 +691,7 @@ func TestSubscriptionsMatchTheTopology(t *testing.T) {
 		}
 		allowed := false
 		for _, st := range policy.Map("PolicyDocument").List("Statement") {
-			st := st.(*Map)
+			st := mapOf(t, "statement", st)
 			res := st.Get("Resource")
 			if st.String("Effect") == "Allow" && st.Map("Principal").String("Service") == "sns.amazonaws.com" &&
 				mustJSON(st.Get("Action")) == `"sqs:SendMessage"` && strings.Contains(mustJSON(res), `"`+arn+`"`) &&

@@ -120,7 +120,7 @@ func walk(ctx context.Context, client SQSAPI, dlqURL string, deadline time.Time,
 	seen := map[string]bool{}
 	var held []string // receipt handles to hand back
 	defer func() {
-		if rerr := release(client, dlqURL, held); rerr != nil {
+		if rerr := release(ctx, client, dlqURL, held); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
 	}()
@@ -204,9 +204,10 @@ func letter(m sqstypes.Message) Letter {
 // release makes the held messages visible again. A receipt SQS no longer
 // knows (the message was received again, or deleted) has nothing to
 // release; any other failure is returned: those messages come back when
-// their hold runs out.
-func release(client SQSAPI, url string, receipts []string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+// their hold runs out. It runs even when ctx was cancelled (the walk's
+// deferred hand-back), bounded by its own timeout.
+func release(ctx context.Context, client SQSAPI, url string, receipts []string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
 	defer cancel()
 	var failed []string
 	for start := 0; start < len(receipts); start += 10 {

@@ -127,6 +127,7 @@ func TestListHandsBackTheRestOfABatch(t *testing.T) {
 // failingSend is the real client with the n-th SendMessage failing.
 type failingSend struct {
 	*sqs.Client
+
 	n     int32
 	calls atomic.Int32
 }
@@ -158,6 +159,7 @@ func TestRedriveHandsBackTheRestWhenASendFails(t *testing.T) {
 // dead-lettered again at once, under a new message id.
 type redeadLetter struct {
 	*sqs.Client
+
 	q     topology.AppliedQueue
 	again atomic.Int32
 }
@@ -178,9 +180,12 @@ func (c *redeadLetter) SendMessage(ctx context.Context, in *sqs.SendMessageInput
 	return out, nil
 }
 
+// redriveBound is how long redriveWithin lets RedriveWith run.
+const redriveBound = 30 * time.Second
+
 // redriveWithin runs RedriveWith, failing the test if it has not returned
-// within d.
-func redriveWithin(t *testing.T, d time.Duration, client dlq.SQSAPI, cfg dlq.RedriveConfig) (dlq.RedriveResult, error) {
+// within redriveBound.
+func redriveWithin(t *testing.T, client dlq.SQSAPI, cfg dlq.RedriveConfig) (dlq.RedriveResult, error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -196,10 +201,10 @@ func redriveWithin(t *testing.T, d time.Duration, client dlq.SQSAPI, cfg dlq.Red
 	select {
 	case r := <-done:
 		return r.res, r.err
-	case <-time.After(d):
+	case <-time.After(redriveBound):
 		cancel()
 		r := <-done
-		t.Fatalf("redrive did not return within %s: it had sent back %d messages (the DLQ held %d at the start)", d, r.res.Redriven, r.res.AtStart)
+		t.Fatalf("redrive did not return within %s: it had sent back %d messages (the DLQ held %d at the start)", redriveBound, r.res.Redriven, r.res.AtStart)
 		return r.res, r.err
 	}
 }
@@ -213,7 +218,7 @@ func TestRedriveSendsBackOnlyWhatWasThere(t *testing.T) {
 	deadLetters(t, client, q, 3)
 	loop := &redeadLetter{Client: client, q: q}
 	var bodies []string
-	res, err := redriveWithin(t, 30*time.Second, loop, dlq.RedriveConfig{DLQURL: q.DLQURL, SourceURL: q.URL,
+	res, err := redriveWithin(t, loop, dlq.RedriveConfig{DLQURL: q.DLQURL, SourceURL: q.URL,
 		RedrivenFunc: func(l dlq.Letter, _ string) { bodies = append(bodies, l.Body) }})
 	if err != nil {
 		t.Fatal(err)
@@ -235,7 +240,7 @@ func TestRedriveStopsAtTheBoundWhenClocksDisagree(t *testing.T) {
 	client, q := queue(t)
 	deadLetters(t, client, q, 3)
 	loop := &redeadLetter{Client: client, q: q}
-	res, err := redriveWithin(t, 30*time.Second, loop, dlq.RedriveConfig{DLQURL: q.DLQURL, SourceURL: q.URL, Margin: 4,
+	res, err := redriveWithin(t, loop, dlq.RedriveConfig{DLQURL: q.DLQURL, SourceURL: q.URL, Margin: 4,
 		NowFunc: func() time.Time { return time.Now().Add(time.Hour) }})
 	if err != nil {
 		t.Fatal(err)
@@ -253,7 +258,7 @@ func TestRedriveStopsAtItsDeadline(t *testing.T) {
 	deadLetters(t, client, q, 2)
 	loop := &redeadLetter{Client: client, q: q}
 	start := time.Now()
-	res, err := redriveWithin(t, 30*time.Second, loop, dlq.RedriveConfig{DLQURL: q.DLQURL, SourceURL: q.URL, Margin: 1 << 20, Timeout: 3 * time.Second,
+	res, err := redriveWithin(t, loop, dlq.RedriveConfig{DLQURL: q.DLQURL, SourceURL: q.URL, Margin: 1 << 20, Timeout: 3 * time.Second,
 		NowFunc: func() time.Time { return time.Now().Add(time.Hour) }})
 	if !errors.Is(err, dlq.ErrDeadline) {
 		t.Fatalf("err = %v, want ErrDeadline (result %+v)", err, res)
@@ -270,7 +275,7 @@ func TestRedriveLeavesWhatCameAfterItsStart(t *testing.T) {
 	t.Parallel()
 	client, q := queue(t)
 	want := deadLetters(t, client, q, 3)
-	res, err := redriveWithin(t, 30*time.Second, client, dlq.RedriveConfig{DLQURL: q.DLQURL, SourceURL: q.URL,
+	res, err := redriveWithin(t, client, dlq.RedriveConfig{DLQURL: q.DLQURL, SourceURL: q.URL,
 		NowFunc: func() time.Time { return time.Now().Add(-time.Hour) }})
 	if err != nil {
 		t.Fatal(err)

@@ -55,7 +55,7 @@ func PrintableJSON(b []byte) []byte {
 	for i := 0; i < len(b); {
 		r, size := utf8.DecodeRune(b[i:])
 		switch {
-		case r == '\n' || r == ' ' || (shows(r) && !(r == utf8.RuneError && size == 1)):
+		case r == '\n' || r == ' ' || (shows(r) && (r != utf8.RuneError || size != 1)):
 			out = append(out, b[i:i+size]...)
 		case r == utf8.RuneError && size == 1:
 			out = append(out, `\ufffd`...)

@@ -2,6 +2,7 @@ package dlq
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"strconv"
@@ -72,9 +73,9 @@ func (c *RedriveConfig) setDefaults() {
 func (c *RedriveConfig) Validate() error {
 	switch {
 	case c.DLQURL == "":
-		return fmt.Errorf("dlq: RedriveConfig.DLQURL is required")
+		return errors.New("dlq: RedriveConfig.DLQURL is required")
 	case c.SourceURL == "":
-		return fmt.Errorf("dlq: RedriveConfig.SourceURL is required")
+		return errors.New("dlq: RedriveConfig.SourceURL is required")
 	case c.Max < 0:
 		return fmt.Errorf("dlq: RedriveConfig.Max is %d, want 0 (no limit) or more", c.Max)
 	}

@@ -55,8 +55,7 @@ func (e *ValidationError) Error() string {
 
 // ReasonOf returns the rejection reason carried by err, if any.
 func ReasonOf(err error) (Reason, bool) {
-	var ve *ValidationError
-	if errors.As(err, &ve) {
+	if ve, ok := errors.AsType[*ValidationError](err); ok {
 		return ve.Reason, true
 	}
 	return "", false
@@ -132,7 +131,7 @@ func (ev *Event) Validate() error {
 	return ev.Order.validate(ev.EventType)
 }
 
-func (o *Order) validate(t Type) error {
+func (o Order) validate(t Type) error {
 	if err := requireText("order.order_id", o.OrderID, maxIDLen); err != nil {
 		return err
 	}
@@ -223,7 +222,7 @@ func canonicalUUID(s string) bool {
 	if len(s) != 36 {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
+	for i := range len(s) {
 		c := s[i]
 		switch i {
 		case 8, 13, 18, 23:

@@ -6,6 +6,7 @@
 package events
 
 import (
+	"slices"
 	"time"
 )
 
@@ -48,12 +49,7 @@ const (
 var Types = []Type{OrderPlaced, OrderCancelled, OrderShipped}
 
 func (t Type) known() bool {
-	for _, k := range Types {
-		if t == k {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(Types, t)
 }
 
 // Attribute names the publisher sets on every SNS message.

@@ -30,10 +30,17 @@ func edit(t testing.TB, fn func(m map[string]any)) string {
 	return string(b)
 }
 
-func order(m map[string]any) map[string]any    { return m["order"].(map[string]any) }
-func customer(m map[string]any) map[string]any { return order(m)["customer"].(map[string]any) }
+// order, customer and item0 reach into validPlaced's decoded JSON, whose
+// shape is fixed: a nil map from a wrong path fails the edit at once.
+func order(m map[string]any) map[string]any { o, _ := m["order"].(map[string]any); return o }
+func customer(m map[string]any) map[string]any {
+	c, _ := order(m)["customer"].(map[string]any)
+	return c
+}
 func item0(m map[string]any) map[string]any {
-	return order(m)["items"].([]any)[0].(map[string]any)
+	items, _ := order(m)["items"].([]any)
+	it, _ := items[0].(map[string]any)
+	return it
 }
 
 func TestDecodeValidEvents(t *testing.T) {

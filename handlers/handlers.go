@@ -25,9 +25,10 @@ type EventFunc func(ctx context.Context, ev events.Event) error
 //	permanent (a reason)    dead-lettered at once with the reason: an
 //	                        invalid event, an unknown SKU, a conflicting
 //	                        payload, a constraint violation, an SMTP refusal
-//	held (resilience.Held)  back after the hold: at once-ish for another
-//	                        delivery's lease or claim (holderWait), exactly
-//	                        after it for this delivery's kept email claim
+//	held                    back after the hold (resilience.HeldError): at
+//	                        once-ish for another delivery's lease or claim
+//	                        (holderWait), exactly after it for this
+//	                        delivery's kept email claim
 //	anything else           back per the runtime's redelivery policy
 func Adapt(fn EventFunc) worker.Handler {
 	return worker.HandlerFunc(func(ctx context.Context, m *worker.Message) error {
@@ -48,12 +49,14 @@ func outcome(ctx context.Context, err error) error {
 	case resilience.Permanent:
 		return worker.Permanent(f.Reason, err)
 	case resilience.Wait:
-		var held *resilience.Held
+		var held *resilience.HeldError
 		errors.As(err, &held)
 		if held.ByOther {
 			return worker.RetryAfter(holderWait(ctx, held.Remaining), err)
 		}
 		return worker.RetryAfter(held.Remaining, err)
+	case resilience.Transient, resilience.Unavailable:
+		// The runtime retries it with its backoff.
 	}
 	return err
 }

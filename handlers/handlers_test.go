@@ -18,34 +18,34 @@ import (
 // TestOutcome pins the one mapping from what an error means to what the
 // runtime does with the message.
 func TestOutcome(t *testing.T) {
-	early := worker.NewContext(context.Background(), &worker.Message{ReceiveCount: 1})
-	late := worker.NewContext(context.Background(), &worker.Message{ReceiveCount: 3})
+	const early, late = 1, 3 // receive counts
 	held := func(d time.Duration, byOther bool) error {
-		return fmt.Errorf("notify: %w", &resilience.Held{Remaining: d, ByOther: byOther, Err: errors.New("claimed")})
+		return fmt.Errorf("notify: %w", &resilience.HeldError{Remaining: d, ByOther: byOther, Err: errors.New("claimed")})
 	}
 	tests := []struct {
 		name      string
-		ctx       context.Context
+		receives  int
 		err       error
 		permanent string        // the DLQ reason, if dead-lettered
 		after     time.Duration // the redelivery delay asked for, if any
 	}{
-		{name: "done", ctx: early, err: nil},
-		{name: "an invalid event", ctx: early, err: &events.ValidationError{Reason: events.ReasonMissingField}, permanent: "missing_field"},
-		{name: "an unknown SKU, whichever handler found it", ctx: early, err: fmt.Errorf("bill order o: %w", events.UnknownSKU("NOPE")), permanent: "unknown_sku"},
-		{name: "a conflicting payload", ctx: early, err: fmt.Errorf("ledger: %w", events.ErrConflict), permanent: "idempotency_conflict"},
-		{name: "a constraint violation", ctx: early, err: &pgconn.PgError{Code: "23505"}, permanent: "constraint_violation"},
-		{name: "an SMTP refusal", ctx: early, err: &textproto.Error{Code: 550}, permanent: "smtp_rejected"},
-		{name: "held by another: an early look comes back soon", ctx: early, err: held(90*time.Second, true), after: 5 * time.Second},
-		{name: "held by another: at least a second", ctx: early, err: held(100*time.Millisecond, true), after: time.Second},
-		{name: "held by another: later looks wait the holder out", ctx: late, err: held(90*time.Second, true), after: 91 * time.Second},
-		{name: "held by another: never sooner than the short wait", ctx: late, err: held(100*time.Millisecond, true), after: 5 * time.Second},
-		{name: "this delivery's kept claim: back exactly after it", ctx: early, err: held(2*time.Minute, false), after: 2 * time.Minute},
-		{name: "a transient failure: the redelivery policy decides", ctx: early, err: &pgconn.PgError{Code: "40001"}},
+		{name: "done", receives: early, err: nil},
+		{name: "an invalid event", receives: early, err: &events.ValidationError{Reason: events.ReasonMissingField}, permanent: "missing_field"},
+		{name: "an unknown SKU, whichever handler found it", receives: early, err: fmt.Errorf("bill order o: %w", events.UnknownSKU("NOPE")), permanent: "unknown_sku"},
+		{name: "a conflicting payload", receives: early, err: fmt.Errorf("ledger: %w", events.ErrConflict), permanent: "idempotency_conflict"},
+		{name: "a constraint violation", receives: early, err: &pgconn.PgError{Code: "23505"}, permanent: "constraint_violation"},
+		{name: "an SMTP refusal", receives: early, err: &textproto.Error{Code: 550}, permanent: "smtp_rejected"},
+		{name: "held by another: an early look comes back soon", receives: early, err: held(90*time.Second, true), after: 5 * time.Second},
+		{name: "held by another: at least a second", receives: early, err: held(100*time.Millisecond, true), after: time.Second},
+		{name: "held by another: later looks wait the holder out", receives: late, err: held(90*time.Second, true), after: 91 * time.Second},
+		{name: "held by another: never sooner than the short wait", receives: late, err: held(100*time.Millisecond, true), after: 5 * time.Second},
+		{name: "this delivery's kept claim: back exactly after it", receives: early, err: held(2*time.Minute, false), after: 2 * time.Minute},
+		{name: "a transient failure: the redelivery policy decides", receives: early, err: &pgconn.PgError{Code: "40001"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := outcome(tt.ctx, tt.err)
+			ctx := worker.NewContext(context.Background(), &worker.Message{ReceiveCount: tt.receives})
+			got := outcome(ctx, tt.err)
 			if (got == nil) != (tt.err == nil) {
 				t.Fatalf("outcome(%v) = %v", tt.err, got)
 			}

@@ -54,7 +54,7 @@ type KeyStore interface {
 
 // Idempotent runs next at most once per (handler, event) as far as the key
 // store can tell. A conflicting payload is events.ErrConflict (permanent); a
-// copy running elsewhere is a resilience.Held (come back later).
+// copy running elsewhere is a resilience.HeldError (come back later).
 //
 // The key store is a shortcut, never the guarantee: the handlers write their
 // ledger marker (with the payload fingerprint) in the transaction of their
@@ -78,8 +78,10 @@ func Idempotent(keys KeyStore, handler string, log *slog.Logger, m *metrics.Metr
 		case Conflict:
 			return fmt.Errorf("event %s: %w", ev.EventID, events.ErrConflict)
 		case Busy:
-			return &resilience.Held{Remaining: lease.Remaining, ByOther: true,
+			return &resilience.HeldError{Remaining: lease.Remaining, ByOther: true,
 				Err: fmt.Errorf("event %s: another copy is being handled", ev.EventID)}
+		case Acquired:
+			// This delivery holds the lease: run the handler.
 		}
 		stop := renewWhileRunning(ctx, keys, lease, log)
 		err = next(ctx, ev)

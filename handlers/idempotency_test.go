@@ -3,7 +3,6 @@ package handlers
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"testing"
 	"time"
@@ -61,7 +60,7 @@ func TestIdempotent(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			calls := 0
 			keys := tt.keys
-			fn := Idempotent(&keys, "billing", slog.New(slog.NewTextHandler(io.Discard, nil)), nil, func(context.Context, events.Event) error {
+			fn := Idempotent(&keys, "billing", slog.New(slog.DiscardHandler), nil, func(context.Context, events.Event) error {
 				calls++
 				return tt.next
 			})

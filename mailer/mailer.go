@@ -107,7 +107,10 @@ func (s *SMTP) Ping(ctx context.Context) error {
 	if err := c.Hello("localhost"); err != nil {
 		return fmt.Errorf("smtp ehlo to %s: %w", s.cfg.Addr, err)
 	}
-	return c.Quit()
+	if err := c.Quit(); err != nil {
+		return fmt.Errorf("smtp quit to %s: %w", s.cfg.Addr, err)
+	}
+	return nil
 }
 
 // dial connects and reads the server's greeting; the connection lives until
@@ -161,8 +164,7 @@ func (s *SMTP) transact(c *smtp.Client, host string, m Message, raw []byte) erro
 	// The server accepts the message when Close reads its reply. A reply
 	// code is a refusal; a broken connection leaves the outcome open.
 	if err := w.Close(); err != nil {
-		var refused *textproto.Error
-		if errors.As(err, &refused) {
+		if _, ok := errors.AsType[*textproto.Error](err); ok {
 			return fmt.Errorf("end data: %w", err)
 		}
 		return fmt.Errorf("end data: %w: %w", ErrOutcomeUnknown, err)

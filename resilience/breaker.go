@@ -65,8 +65,10 @@ type Breaker struct {
 	openedAt time.Time     // when the current episode began (zero while closed)
 }
 
-// NewBreaker returns a breaker; Close stops its prober.
-func NewBreaker(cfg BreakerConfig) *Breaker {
+// NewBreaker returns a breaker. Its prober runs with ctx's values but not
+// its cancellation: it lives until Close, not until the request that opened
+// the breaker ends.
+func NewBreaker(ctx context.Context, cfg BreakerConfig) *Breaker {
 	if cfg.Failures == 0 {
 		cfg.Failures = 5
 	}
@@ -108,6 +110,8 @@ func NewBreaker(cfg BreakerConfig) *Breaker {
 				cfg.Logger.Info("circuit breaker closed: "+name+" available again", "breaker", name,
 					"unavailable_for", time.Since(b.openedAt).Round(time.Millisecond).String())
 				b.openedAt = time.Time{}
+			case gobreaker.StateHalfOpen:
+				// One call goes through; its outcome opens or closes the breaker.
 			}
 			close(b.changed)
 			b.changed = make(chan struct{})
@@ -115,9 +119,9 @@ func NewBreaker(cfg BreakerConfig) *Breaker {
 		},
 	})
 	cfg.Metrics.BreakerState.WithLabelValues(cfg.Name).Set(0)
-	ctx, cancel := context.WithCancel(context.Background())
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	b.stop = cancel
-	go b.probe(ctx)
+	go b.probe(pctx)
 	return b
 }
 

@@ -17,11 +17,11 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quiet = slog.New(slog.DiscardHandler)
 
 func TestBreakerOpensOnUnavailableOnlyAndGatesUntilTheProbeSucceeds(t *testing.T) {
 	var up atomic.Bool
-	b := NewBreaker(BreakerConfig{Name: "test-db", Failures: 3, OpenFor: 50 * time.Millisecond, Logger: quiet,
+	b := NewBreaker(context.Background(), BreakerConfig{Name: "test-db", Failures: 3, OpenFor: 50 * time.Millisecond, Logger: quiet,
 		Probe: func(context.Context) error {
 			if up.Load() {
 				return nil
@@ -80,8 +80,8 @@ func TestRetry(t *testing.T) {
 		{"blips exhaust three tries", []error{blip, blip, blip, blip}, 3, blip},
 		{"permanent returns at once", []error{&pgconn.PgError{Code: "23505"}}, 1, &pgconn.PgError{Code: "23505"}},
 		{"open breaker returns at once", []error{ErrOpen}, 1, ErrOpen},
-		{"held returns at once", []error{&Held{Remaining: time.Second, Err: io.EOF}}, 1, &Held{Remaining: time.Second, Err: io.EOF}},
-		{"a domain error that says it is permanent returns at once", []error{fakePermanent{}}, 1, fakePermanent{}},
+		{"held returns at once", []error{&HeldError{Remaining: time.Second, Err: io.EOF}}, 1, &HeldError{Remaining: time.Second, Err: io.EOF}},
+		{"a domain error that says it is permanent returns at once", []error{fakePermanentError{}}, 1, fakePermanentError{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -123,7 +123,7 @@ func (s *syncBuffer) count(subs ...string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
-	for _, line := range strings.Split(s.buf.String(), "\n") {
+	for line := range strings.SplitSeq(s.buf.String(), "\n") {
 		all := line != ""
 		for _, sub := range subs {
 			all = all && strings.Contains(line, sub)
@@ -145,7 +145,7 @@ func TestBreakerLogsOncePerEpisodeAndRemindsWhy(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(&logged, nil))
 	var up atomic.Bool
 	refused := &net.OpError{Op: "dial", Net: "tcp", Addr: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 7), Port: 6432}, Err: syscall.ECONNREFUSED}
-	b := NewBreaker(BreakerConfig{Name: "test-db", Failures: 2, OpenFor: 20 * time.Millisecond, RemindEvery: 100 * time.Millisecond, Logger: log,
+	b := NewBreaker(context.Background(), BreakerConfig{Name: "test-db", Failures: 2, OpenFor: 20 * time.Millisecond, RemindEvery: 100 * time.Millisecond, Logger: log,
 		Probe: func(context.Context) error {
 			if up.Load() {
 				return nil
@@ -182,8 +182,8 @@ func TestBreakerLogsOncePerEpisodeAndRemindsWhy(t *testing.T) {
 	}
 }
 
-// fakePermanent is a domain error that declares itself permanent.
-type fakePermanent struct{}
+// fakePermanentError is a domain error that declares itself permanent.
+type fakePermanentError struct{}
 
-func (fakePermanent) Error() string           { return "invalid: never" }
-func (fakePermanent) PermanentReason() string { return "invalid_field" }
+func (fakePermanentError) Error() string           { return "invalid: never" }
+func (fakePermanentError) PermanentReason() string { return "invalid_field" }

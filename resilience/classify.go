@@ -40,20 +40,20 @@ func (c Class) String() string {
 	return [...]string{"transient", "unavailable", "permanent", "wait"}[c]
 }
 
-// Held is the error of work held for Remaining more: by another delivery
+// HeldError is the error of work held for Remaining more: by another delivery
 // (ByOther: it usually finishes in milliseconds, so look again soon), or
 // by this one's own kept claim (come back exactly then).
-type Held struct {
+type HeldError struct {
 	Remaining time.Duration
 	ByOther   bool
 	Err       error
 }
 
-func (h *Held) Error() string {
+func (h *HeldError) Error() string {
 	return fmt.Sprintf("held for %s more: %v", h.Remaining.Round(time.Millisecond), h.Err)
 }
 
-func (h *Held) Unwrap() error { return h.Err }
+func (h *HeldError) Unwrap() error { return h.Err }
 
 // permanentReasoner is implemented by domain errors that no retry can mend
 // (an invalid event, a conflicting payload): they say so, with the reason
@@ -81,7 +81,7 @@ func Classify(err error) Failure {
 	var smtpErr *textproto.Error
 	var netErr net.Error
 	var permanent permanentReasoner
-	var held *Held
+	var held *HeldError
 	switch {
 	case err == nil:
 		return Failure{Class: Transient, Reason: "none"}

@@ -44,7 +44,7 @@ func TestClassify(t *testing.T) {
 		{"connection refused", opErr(syscall.ECONNREFUSED), Unavailable, "connection_refused", false},
 		{"connection reset", opErr(syscall.ECONNRESET), Unavailable, "connection_reset", true},
 		{"unexpected EOF", fmt.Errorf("read: %w", io.ErrUnexpectedEOF), Unavailable, "connection_reset", true},
-		{"network timeout", &net.OpError{Op: "read", Err: timeoutErr{}}, Unavailable, "network_timeout", false},
+		{"network timeout", &net.OpError{Op: "read", Err: timeoutError{}}, Unavailable, "network_timeout", false},
 		{"context deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), Transient, "timeout", false},
 		{"context canceled", context.Canceled, Transient, "canceled", false},
 		{"SMTP mailbox unavailable", &textproto.Error{Code: 550, Msg: "no such user"}, Permanent, "smtp_rejected", false},
@@ -52,9 +52,9 @@ func TestClassify(t *testing.T) {
 		{"SMTP closing", &textproto.Error{Code: 421, Msg: "shutting down"}, Unavailable, "smtp_unavailable", false},
 		{"SMTP bad credentials (ours, not the message's)", &textproto.Error{Code: 535, Msg: "auth failed"}, Unavailable, "smtp_auth", false},
 		{"open breaker", fmt.Errorf("database: %w", ErrOpen), Transient, "unknown", false},
-		{"a domain error that declares itself permanent", fmt.Errorf("bill: %w", fakePermanent{}), Permanent, "invalid_field", false},
-		{"held by another delivery", fmt.Errorf("notify: %w", &Held{ByOther: true, Err: errors.New("claimed")}), Wait, "held", false},
-		{"held, wrapping a connection cut (an email of unknown outcome)", &Held{Err: fmt.Errorf("end data: %w", io.EOF)}, Wait, "held", false},
+		{"a domain error that declares itself permanent", fmt.Errorf("bill: %w", fakePermanentError{}), Permanent, "invalid_field", false},
+		{"held by another delivery", fmt.Errorf("notify: %w", &HeldError{ByOther: true, Err: errors.New("claimed")}), Wait, "held", false},
+		{"held, wrapping a connection cut (an email of unknown outcome)", &HeldError{Err: fmt.Errorf("end data: %w", io.EOF)}, Wait, "held", false},
 		{"anything else", errors.New("surprise"), Transient, "unknown", false},
 	}
 	for _, tt := range tests {
@@ -67,8 +67,8 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-type timeoutErr struct{}
+type timeoutError struct{}
 
-func (timeoutErr) Error() string   { return "i/o timeout" }
-func (timeoutErr) Timeout() bool   { return true }
-func (timeoutErr) Temporary() bool { return true }
+func (timeoutError) Error() string   { return "i/o timeout" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }

@@ -90,7 +90,7 @@ func (t billingTx) CreateInvoice(ctx context.Context, inv billing.Invoice) (int6
 	prices, qtys, totals := make([]int64, n), make([]int32, n), make([]int64, n)
 	for i, l := range inv.Lines {
 		lineNo[i], skus[i], names[i] = int32(i+1), string(l.SKU), l.Name
-		prices[i], qtys[i], totals[i] = int64(l.UnitPrice), int32(l.Quantity), int64(l.Total)
+		prices[i], qtys[i], totals[i] = int64(l.UnitPrice), int32(l.Quantity), int64(l.Total) //nolint:gosec // G115: events.Decode bounds a SKU's quantity to MaxQuantity (1000)
 	}
 	var number int64
 	err := t.tx.QueryRow(ctx, `

@@ -64,17 +64,19 @@ func (c *Catalog) VersionedProducts(ctx context.Context, skus []events.SKU) (map
 	err := db.guard(func() error {
 		rows, err := db.pool.Query(ctx, `SELECT sku, name, price_cents, stock, version FROM products WHERE sku = ANY($1::text[])`, skuStrings(skus))
 		if err != nil {
-			return err
+			return fmt.Errorf("query: %w", err)
 		}
 		var (
 			p catalog.Product
 			v int64
 		)
-		_, err = pgx.ForEachRow(rows, []any{&p.SKU, &p.Name, &p.Price, &p.Stock, &v}, func() error {
+		if _, err := pgx.ForEachRow(rows, []any{&p.SKU, &p.Name, &p.Price, &p.Stock, &v}, func() error {
 			out[p.SKU], versions[p.SKU] = p, v
 			return nil
-		})
-		return err
+		}); err != nil {
+			return fmt.Errorf("read rows: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("load products: %w", err)

@@ -167,7 +167,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		log = slog.Default()
 	}
 	db := &DB{pool: pool, log: log, metrics: metrics.Or(cfg.Metrics)}
-	db.breaker = resilience.NewBreaker(resilience.BreakerConfig{
+	db.breaker = resilience.NewBreaker(ctx, resilience.BreakerConfig{
 		Name: "database", Failures: DBBreakerFailures, OpenFor: DBBreakerOpenFor,
 		Probe: db.probeWritable, Logger: log, Metrics: db.metrics,
 	})
@@ -296,8 +296,10 @@ func (db *DB) Ping(ctx context.Context) error {
 }
 
 func (db *DB) exec(ctx context.Context, sql string, args ...any) error {
-	_, err := db.pool.Exec(ctx, sql, args...)
-	return err
+	if _, err := db.pool.Exec(ctx, sql, args...); err != nil {
+		return fmt.Errorf("exec: %w", err)
+	}
+	return nil
 }
 
 // inTx runs fn in a read-committed transaction, committing if it returns

@@ -33,6 +33,7 @@ func (s *Inventory) InventoryTx(ctx context.Context, fn func(inventory.Tx) error
 // Emit writes on its rows.
 type inventoryTx struct {
 	*txn
+
 	outboxTopic string
 }
 
@@ -66,7 +67,7 @@ func (t inventoryTx) LockStock(ctx context.Context, skus []events.SKU) (map[even
 	}
 	for _, s := range skus {
 		if _, ok := stock[s]; !ok {
-			return nil, fmt.Errorf("lock stock: %w", events.UnknownSKU(events.SKU(s)))
+			return nil, fmt.Errorf("lock stock: %w", events.UnknownSKU(s))
 		}
 	}
 	return stock, nil
@@ -75,10 +76,10 @@ func (t inventoryTx) LockStock(ctx context.Context, skus []events.SKU) (map[even
 func (t inventoryTx) Reserve(ctx context.Context, ev events.Event, lines []inventory.Line) error {
 	skus, qtys := make([]string, len(lines)), make([]int32, len(lines))
 	for i, l := range lines {
-		skus[i], qtys[i] = string(l.SKU), int32(l.Quantity)
+		skus[i], qtys[i] = string(l.SKU), int32(l.Quantity) //nolint:gosec // G115: events.Decode bounds a SKU's quantity to MaxQuantity (1000)
 	}
 	_, err := t.tx.Exec(ctx, `
-		WITH l AS (SELECT * FROM unnest($3::text[], $4::int[]) AS l(sku, qty)),
+		WITH l AS (SELECT sku, qty FROM unnest($3::text[], $4::int[]) AS l(sku, qty)),
 		upd AS (
 			UPDATE products p SET stock = p.stock - l.qty, updated_at = now()
 			FROM l WHERE p.sku = l.sku),

@@ -75,10 +75,12 @@ func (o *Outbox) Lease(ctx context.Context, limit int, lease time.Duration) ([]O
 				FOR UPDATE SKIP LOCKED)
 			RETURNING id, event_id::text, event_type, body`, o.topic, limit, lease.Milliseconds())
 		if err != nil {
-			return err
+			return fmt.Errorf("lease: %w", err)
 		}
-		msgs, err = pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage])
-		return err
+		if msgs, err = pgx.CollectRows(rows, pgx.RowToStructByPos[OutboxMessage]); err != nil {
+			return fmt.Errorf("read leased rows: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("lease outbox rows of %s: %w", o.topic, err)

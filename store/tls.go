@@ -133,7 +133,7 @@ func queryKeys(connString string) ([]string, error) {
 		return nil, nil
 	}
 	var keys []string
-	for _, pair := range strings.Split(p[1:], "&") {
+	for pair := range strings.SplitSeq(p[1:], "&") {
 		raw, _, _ := strings.Cut(pair, "=")
 		k, err := pctDecode(strings.Trim(raw, " "))
 		if err != nil {
@@ -172,7 +172,7 @@ func pctDecode(s string) (string, error) {
 // pgx (which does not read '+' as a space) decodes the value back exactly.
 func queryEscape(s string) string {
 	var b strings.Builder
-	for i := 0; i < len(s); i++ {
+	for i := range len(s) {
 		c := s[i]
 		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~/", c) >= 0 {
 			b.WriteByte(c)

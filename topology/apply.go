@@ -15,16 +15,23 @@ import (
 )
 
 // Applied is the topology as it exists: the names resolved to ARNs and URLs.
+//
+//nolint:tagliatelle // what `orderctl provision` has always printed; snake_case would change its output
 type Applied struct {
-	TopicARN string
-	Queues   map[string]AppliedQueue // by handler
+	TopicARN string                  `json:"TopicARN"`
+	Queues   map[string]AppliedQueue `json:"Queues"` // by handler
 }
 
 // AppliedQueue is one queue and its DLQ.
+//
+//nolint:tagliatelle // what `orderctl provision` has always printed; snake_case would change its output
 type AppliedQueue struct {
 	Queue
-	URL, ARN       string
-	DLQURL, DLQARN string
+
+	URL    string `json:"URL"`
+	ARN    string `json:"ARN"`
+	DLQURL string `json:"DLQURL"`
+	DLQARN string `json:"DLQARN"`
 }
 
 // Apply creates or converges the topology: it is safe to run again and again,
@@ -58,10 +65,13 @@ func applyQueue(ctx context.Context, sqsc *sqs.Client, t Topology, q Queue, topi
 	if err != nil {
 		return aq, err
 	}
-	redrive, _ := json.Marshal(map[string]string{
+	redrive, err := json.Marshal(map[string]string{
 		"deadLetterTargetArn": aq.DLQARN,
 		"maxReceiveCount":     strconv.Itoa(q.MaxReceiveCount),
 	})
+	if err != nil {
+		return aq, fmt.Errorf("encode the redrive policy of %s: %w", q.Name, err)
+	}
 	aq.URL, aq.ARN, err = ensureQueue(ctx, sqsc, q.Name, map[string]string{
 		string(sqstypes.QueueAttributeNameVisibilityTimeout):             strconv.Itoa(q.VisibilityTimeoutSeconds),
 		string(sqstypes.QueueAttributeNameMessageRetentionPeriod):        strconv.Itoa(t.MessageRetentionSeconds),
@@ -73,7 +83,7 @@ func applyQueue(ctx context.Context, sqsc *sqs.Client, t Topology, q Queue, topi
 	}
 	// In AWS, SNS may deliver to the queue only when the queue's policy allows
 	// it; emulators ignore the policy.
-	policy, _ := json.Marshal(map[string]any{
+	policy, err := json.Marshal(map[string]any{
 		"Version": "2012-10-17",
 		"Statement": []map[string]any{{
 			"Sid":       "AllowTopic",
@@ -84,6 +94,9 @@ func applyQueue(ctx context.Context, sqsc *sqs.Client, t Topology, q Queue, topi
 			"Condition": map[string]any{"ArnEquals": map[string]string{"aws:SourceArn": topicARN}},
 		}},
 	})
+	if err != nil {
+		return aq, fmt.Errorf("encode the policy of queue %s: %w", q.Name, err)
+	}
 	if _, err := sqsc.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{
 		QueueUrl:   aws.String(aq.URL),
 		Attributes: map[string]string{string(sqstypes.QueueAttributeNamePolicy): string(policy)},
@@ -219,8 +232,7 @@ func findTopic(ctx context.Context, snsc *sns.Client, name string) (string, erro
 func queueURL(ctx context.Context, sqsc *sqs.Client, name string) (string, error) {
 	out, err := sqsc.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
 	if err != nil {
-		var nf *sqstypes.QueueDoesNotExist
-		if errors.As(err, &nf) {
+		if _, ok := errors.AsType[*sqstypes.QueueDoesNotExist](err); ok {
 			return "", fmt.Errorf("queue %s: %w", name, ErrNotProvisioned)
 		}
 		return "", fmt.Errorf("get URL of queue %s: %w", name, err)

@@ -194,6 +194,7 @@ func redrive(policy string) string {
 	if policy == "" {
 		return `""`
 	}
+	//nolint:tagliatelle // SQS's RedrivePolicy names
 	var p struct {
 		DeadLetterTargetArn string          `json:"deadLetterTargetArn"`
 		MaxReceiveCount     json.RawMessage `json:"maxReceiveCount"`
@@ -213,7 +214,9 @@ func redrive(policy string) string {
 // conditioned on the topic's ARN, as Apply and the CloudFormation template
 // write it.
 func allowsTopic(policy, queueARN, topicARN string) bool {
-	var p struct{ Statement []map[string]any }
+	var p struct {
+		Statement []map[string]any `json:"Statement"` //nolint:tagliatelle // the IAM policy grammar's name
+	}
 	if json.Unmarshal([]byte(policy), &p) != nil {
 		return false
 	}

@@ -8,6 +8,7 @@ package topology
 import (
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 )
@@ -52,7 +53,7 @@ func Default() Topology {
 // Validate checks the declaration.
 func (t Topology) Validate() error {
 	if t.Topic == "" || t.DLQSuffix == "" {
-		return fmt.Errorf("topology: topic and dlq_suffix are required")
+		return errors.New("topology: topic and dlq_suffix are required")
 	}
 	seen := map[string]bool{}
 	for _, q := range t.Queues {
@@ -106,6 +107,6 @@ func (t Topology) Handlers() []string {
 // FilterPolicy is the subscription filter policy of a queue: only the event
 // types its handler acts on reach it.
 func (q Queue) FilterPolicy() string {
-	b, _ := json.Marshal(map[string][]string{"event_type": q.EventTypes})
+	b, _ := json.Marshal(map[string][]string{"event_type": q.EventTypes}) //nolint:errchkjson // a map of string slices always encodes
 	return string(b)
 }

@@ -24,6 +24,8 @@ func TestNewNamesTheBadField(t *testing.T) {
 		{name: "no DLQ", change: func(c *worker.Config) { c.DLQURL = "" }, wantField: "Config.DLQURL"},
 		{name: "wait over the SQS limit", change: func(c *worker.Config) { c.WaitTime = 21 * time.Second }, wantField: "Config.WaitTime"},
 		{name: "visibility under 2s", change: func(c *worker.Config) { c.VisibilityTimeout = time.Second }, wantField: "Config.VisibilityTimeout"},
+		{name: "visibility over the SQS limit", change: func(c *worker.Config) { c.VisibilityTimeout = 13 * time.Hour }, wantField: "Config.VisibilityTimeout"},
+		{name: "visibility at the SQS limit", change: func(c *worker.Config) { c.VisibilityTimeout = 12 * time.Hour }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := valid

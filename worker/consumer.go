@@ -130,6 +130,8 @@ func (c *Config) Validate() error {
 		return errors.New("worker: Config.WaitTime must be at most 20s (the SQS limit)")
 	case c.VisibilityTimeout < 2*time.Second:
 		return errors.New("worker: Config.VisibilityTimeout must be at least 2s")
+	case c.VisibilityTimeout > maxVisibility:
+		return errors.New("worker: Config.VisibilityTimeout must be at most 12h (the SQS limit)")
 	}
 	return nil
 }
@@ -167,7 +169,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	// context, cancelled only when that time is up.
 	hardCtx, hardStop := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer hardStop(nil)
-	go c.deleter.run()
+	go c.deleter.run(context.WithoutCancel(ctx))
 
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, c.cfg.MaxInFlight)
@@ -228,7 +230,7 @@ func (c *Consumer) receiveLoop(ctx, hardCtx context.Context, slots chan struct{}
 		if ctx.Err() != nil {
 			// Shutdown began while these were on their way: hand them back
 			// at once for another task instead of starting them.
-			c.releaseAll(msgs)
+			c.releaseAll(ctx, msgs)
 			release(slots, len(msgs))
 			return
 		}
@@ -272,11 +274,12 @@ func afterCancel(ctx context.Context, grace time.Duration) (context.Context, fun
 
 // releaseAll makes msgs visible again at once (best effort: if this fails
 // they return when their visibility times out).
-func (c *Consumer) releaseAll(msgs []*Message) {
+func (c *Consumer) releaseAll(ctx context.Context, msgs []*Message) {
 	if len(msgs) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// ctx is the receive loop's, cancelled by now: the hand-back must not inherit that.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	entries := make([]sqstypes.ChangeMessageVisibilityBatchRequestEntry, len(msgs))
 	for i, m := range msgs {
@@ -319,9 +322,9 @@ func release(slots chan struct{}, n int) {
 func (c *Consumer) receive(ctx context.Context, n int) ([]*Message, error) {
 	out, err := c.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 		QueueUrl:                    aws.String(c.cfg.QueueURL),
-		MaxNumberOfMessages:         int32(n),
-		WaitTimeSeconds:             int32(c.cfg.WaitTime / time.Second),
-		VisibilityTimeout:           int32(c.cfg.VisibilityTimeout / time.Second),
+		MaxNumberOfMessages:         int32(n),                                     //nolint:gosec // G115: acquire takes at most maxReceiveBatch (10)
+		WaitTimeSeconds:             int32(c.cfg.WaitTime / time.Second),          //nolint:gosec // G115: Validate bounds WaitTime to 1s..20s
+		VisibilityTimeout:           int32(c.cfg.VisibilityTimeout / time.Second), //nolint:gosec // G115: Validate bounds VisibilityTimeout to 2s..12h
 		MessageAttributeNames:       []string{"All"},
 		MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount, sqstypes.MessageSystemAttributeNameSentTimestamp},
 	})
@@ -458,7 +461,7 @@ func (c *Consumer) changeVisibility(ctx context.Context, m *Message, d time.Dura
 	_, err := c.client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
 		QueueUrl:          aws.String(c.cfg.QueueURL),
 		ReceiptHandle:     aws.String(m.receipt),
-		VisibilityTimeout: int32(d / time.Second),
+		VisibilityTimeout: int32(d / time.Second), //nolint:gosec // G115: d is the validated VisibilityTimeout or a delay clamped to maxVisibility (12h)
 	})
 	if err != nil {
 		return fmt.Errorf("change visibility of %s: %w", m.ID, err)

@@ -67,7 +67,7 @@ func TestHeartbeatKeepsASlowMessageFromRedelivery(t *testing.T) {
 	url, dlq := queue(t, sqsc, 2)
 	var calls atomic.Int32
 	finished := make(chan struct{})
-	run(t, sqsc, worker.HandlerFunc(func(ctx context.Context, m *worker.Message) error {
+	run(t, sqsc, worker.HandlerFunc(func(ctx context.Context, _ *worker.Message) error {
 		if calls.Add(1) == 1 {
 			defer close(finished)
 			select {
@@ -89,7 +89,7 @@ func TestHeartbeatKeepsASlowMessageFromRedelivery(t *testing.T) {
 	}
 	testenv.Eventually(t, 10*time.Second, func() error {
 		if n, err := topology.Depth(context.Background(), sqsc, url); err != nil || n != 0 {
-			return fmt.Errorf("queue holds %d messages (%v)", n, err)
+			return fmt.Errorf("queue holds %d messages (%w)", n, err)
 		}
 		return nil
 	})

@@ -189,6 +189,8 @@ func cleanValue(v sqstypes.MessageAttributeValue) sqstypes.MessageAttributeValue
 }
 
 // foldedValue is one folded attribute, in the shape of SQS's JSON API.
+//
+//nolint:tagliatelle // SQS's MessageAttributeValue names, so the fold reads as SQS's own JSON
 type foldedValue struct {
 	DataType    string  `json:"DataType"`
 	StringValue *string `json:"StringValue,omitempty"`
@@ -202,7 +204,7 @@ func encodeFold(fold map[string]foldedValue) string {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	_ = enc.Encode(fold) // cannot fail: strings, bytes and maps of them
+	_ = enc.Encode(fold) //nolint:errchkjson // cannot fail: strings and bytes, into a bytes.Buffer
 	var b strings.Builder
 	for _, r := range strings.TrimSuffix(buf.String(), "\n") {
 		if isControl(r) || !sqsAllowed(r) {

@@ -57,7 +57,7 @@ func TestCleanAttr(t *testing.T) {
 // special ranges through cleanAttr.
 func TestCleanAttrNeverLeavesAControl(t *testing.T) {
 	var b strings.Builder
-	for r := rune(0); r < 0x100; r++ {
+	for r := range rune(0x100) {
 		b.WriteRune(r)
 	}
 	b.WriteString("\ud7ff\ue000\ufffd\ufffe\uffff\U00010000\U0010ffff")

@@ -52,7 +52,9 @@ func (d *deleter) close() {
 	<-d.done
 }
 
-func (d *deleter) run() {
+// run deletes batches until close. ctx must not be cancelled by shutdown
+// (Run passes context.WithoutCancel): deletes must finish even then.
+func (d *deleter) run(ctx context.Context) {
 	defer close(d.done)
 	var batch []string
 	timer := time.NewTimer(time.Hour)
@@ -61,7 +63,7 @@ func (d *deleter) run() {
 		select {
 		case r, ok := <-d.in:
 			if !ok {
-				d.flush(batch)
+				d.flush(ctx, batch)
 				return
 			}
 			batch = append(batch, r)
@@ -70,23 +72,23 @@ func (d *deleter) run() {
 			}
 			if len(batch) == maxReceiveBatch {
 				timer.Stop()
-				d.flush(batch)
+				d.flush(ctx, batch)
 				batch = nil
 			}
 		case <-timer.C:
-			d.flush(batch)
+			d.flush(ctx, batch)
 			batch = nil
 		}
 	}
 }
 
-func (d *deleter) flush(receipts []string) {
+func (d *deleter) flush(ctx context.Context, receipts []string) {
 	if len(receipts) == 0 {
 		return
 	}
 	// Deletes must finish even during shutdown, so they do not inherit any
 	// caller's cancellation; they are bounded by their own timeout instead.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	entries := make([]sqstypes.DeleteMessageBatchRequestEntry, len(receipts))
 	for i, r := range receipts {

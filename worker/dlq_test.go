@@ -34,9 +34,7 @@ var ignoreAttrInternals = cmpopts.IgnoreUnexported(sqstypes.MessageAttributeValu
 // attrsN returns n string attributes a01, a02... plus extra.
 func attrsN(n int, extra map[string]sqstypes.MessageAttributeValue) map[string]sqstypes.MessageAttributeValue {
 	out := map[string]sqstypes.MessageAttributeValue{}
-	for k, v := range extra {
-		out[k] = v
-	}
+	maps.Copy(out, extra)
 	for i := 1; i <= n; i++ {
 		out[fmt.Sprintf("a%02d", i)] = str(fmt.Sprintf("value %d", i))
 	}
@@ -131,6 +129,7 @@ func TestDeadLetterFitsAnyIncomingMessage(t *testing.T) {
 		{
 			name: "12 incoming attributes", attrs: attrsN(9, product), reason: "bad_input", err: errors.New("never valid"),
 			check: func(t *testing.T, got map[string]sqstypes.MessageAttributeValue) {
+				t.Helper()
 				for _, name := range []string{"event_type", "schema_version", "traceparent", "a01", "a02"} {
 					if diff := cmp.Diff(attrsN(9, product)[name], got[name], ignoreAttrInternals); diff != "" {
 						t.Errorf("kept %s (-want +got):\n%s", name, diff)
@@ -143,6 +142,7 @@ func TestDeadLetterFitsAnyIncomingMessage(t *testing.T) {
 			name: "binary attributes keep their type and bytes", reason: "bad_input", err: errors.New("never valid"),
 			attrs: map[string]sqstypes.MessageAttributeValue{"sig": bin([]byte{0, 1, 0x1b, 0xff}), "event_type": str("order.created")},
 			check: func(t *testing.T, got map[string]sqstypes.MessageAttributeValue) {
+				t.Helper()
 				if diff := cmp.Diff(bin([]byte{0, 1, 0x1b, 0xff}), got["sig"], ignoreAttrInternals); diff != "" {
 					t.Errorf("binary attribute (-want +got):\n%s", diff)
 				}
@@ -152,6 +152,7 @@ func TestDeadLetterFitsAnyIncomingMessage(t *testing.T) {
 			name: "binary attribute folded", reason: "bad_input", err: errors.New("never valid"),
 			attrs: attrsN(6, map[string]sqstypes.MessageAttributeValue{"zsig": bin([]byte{0xde, 0xad})}),
 			check: func(t *testing.T, got map[string]sqstypes.MessageAttributeValue) {
+				t.Helper()
 				checkFolded(t, got, map[string]sqstypes.MessageAttributeValue{"a06": str("value 6"), "zsig": bin([]byte{0xde, 0xad})}, "a06", "zsig")
 			},
 		},
@@ -159,6 +160,7 @@ func TestDeadLetterFitsAnyIncomingMessage(t *testing.T) {
 			name: "control characters", reason: "bad\x1b[0m", err: errors.New("name \"\x1b]0;pwned\x07\" \u009b2J bad \xff"),
 			attrs: map[string]sqstypes.MessageAttributeValue{"note": str("a\u009b2Jb\x1b[0m\x7f")},
 			check: func(t *testing.T, got map[string]sqstypes.MessageAttributeValue) {
+				t.Helper()
 				want := map[string]string{
 					worker.AttrDLQReason: `bad\x1b[0m`,
 					worker.AttrDLQError:  `permanent (bad\x1b[0m): name "\x1b]0;pwned\x07" \x9b2J bad ` + "\ufffd",
@@ -174,6 +176,7 @@ func TestDeadLetterFitsAnyIncomingMessage(t *testing.T) {
 		{
 			name: "2000-byte error with multi-byte runes at the cut", reason: "bad_input", err: errors.New(longErr),
 			check: func(t *testing.T, got map[string]sqstypes.MessageAttributeValue) {
+				t.Helper()
 				full := "permanent (bad_input): " + longErr
 				g := aws.ToString(got[worker.AttrDLQError].StringValue)
 				kept, cut := strings.CutSuffix(g, "…")
@@ -267,7 +270,11 @@ func TestRefusedDeadLetterCopy(t *testing.T) {
 				t.Fatalf("%d sends to the DLQ, want %d", len(sends), tt.wantSends)
 			}
 			if tt.wantSends == 2 {
-				if got := sends[1].In.(*sqs.SendMessageInput).MessageAttributes; len(got) != 4 {
+				in, ok := sends[1].In.(*sqs.SendMessageInput)
+				if !ok {
+					t.Fatalf("the second send's input is %T", sends[1].In)
+				}
+				if got := in.MessageAttributes; len(got) != 4 {
 					t.Errorf("second send carries %d attributes, want the runtime's 4", len(got))
 				}
 			}

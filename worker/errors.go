@@ -28,8 +28,7 @@ func Permanent(reason string, err error) error {
 
 // PermanentReason reports whether err is permanent, and why.
 func PermanentReason(err error) (string, bool) {
-	var pe *permanentError
-	if errors.As(err, &pe) {
+	if pe, ok := errors.AsType[*permanentError](err); ok {
 		return pe.reason, true
 	}
 	return "", false
@@ -51,8 +50,7 @@ func RetryAfter(d time.Duration, err error) error { return &retryAfterError{afte
 // RetryAfterDelay reports the delay err asks for, if it is (or wraps) a
 // RetryAfter error.
 func RetryAfterDelay(err error) (time.Duration, bool) {
-	var ra *retryAfterError
-	if errors.As(err, &ra) {
+	if ra, ok := errors.AsType[*retryAfterError](err); ok {
 		return ra.after, true
 	}
 	return 0, false

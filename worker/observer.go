@@ -26,10 +26,23 @@ type Observer interface {
 // NopObserver hears nothing; embed it to observe only some events.
 type NopObserver struct{}
 
-func (NopObserver) Received(int)                  {}
-func (NopObserver) InFlight(int)                  {}
-func (NopObserver) Processed()                    {}
-func (NopObserver) Retried()                      {}
-func (NopObserver) DeadLettered(string)           {}
-func (NopObserver) Released(int)                  {}
+// Received implements Observer.
+func (NopObserver) Received(int) {}
+
+// InFlight implements Observer.
+func (NopObserver) InFlight(int) {}
+
+// Processed implements Observer.
+func (NopObserver) Processed() {}
+
+// Retried implements Observer.
+func (NopObserver) Retried() {}
+
+// DeadLettered implements Observer.
+func (NopObserver) DeadLettered(string) {}
+
+// Released implements Observer.
+func (NopObserver) Released(int) {}
+
+// Settled implements Observer.
 func (NopObserver) Settled(string, time.Duration) {}

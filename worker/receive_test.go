@@ -118,7 +118,10 @@ func TestMaxInFlightIsNeverExceeded(t *testing.T) {
 	tokens := make(chan struct{})
 	r := start(t, newFake(), worker.HandlerFunc(func(ctx context.Context, _ *worker.Message) error {
 		n := running.Add(1)
-		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		for {
+			if m := most.Load(); n <= m || most.CompareAndSwap(m, n) {
+				break
+			}
 		}
 		defer func() { running.Add(-1); finished.Add(1) }()
 		select {
@@ -133,7 +136,7 @@ func TestMaxInFlightIsNeverExceeded(t *testing.T) {
 	}
 	// Let one handler finish at a time, each time once the slots have filled
 	// up again: the runtime has every chance to start one too many.
-	for done := 0; done < messages; done++ {
+	for done := range messages {
 		want := int32(min(maxInFlight, messages-done))
 		r.eventually("handlers filling the slots", func() bool { return running.Load() == want && finished.Load() == int32(done) })
 		tokens <- struct{}{}

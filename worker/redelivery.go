@@ -41,5 +41,5 @@ func (r ExponentialRedelivery) NextDelay(receiveCount int) time.Duration {
 		d *= 2
 	}
 	d = min(d, ceiling, maxVisibility)
-	return d/2 + rand.N(d/2+1)
+	return d/2 + rand.N(d/2+1) //nolint:gosec // G404: jitter spreads retries; nothing secret is drawn
 }

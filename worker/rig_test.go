@@ -195,8 +195,12 @@ func (r *rig) visibilityChanges() []visibilityChange {
 func (r *rig) deleteBatches() [][]string {
 	var out [][]string
 	for _, c := range r.sqs.Calls(sqsfake.OpDeleteBatch) {
+		in, ok := c.In.(*sqs.DeleteMessageBatchInput)
+		if !ok {
+			continue // not a batch delete: Calls filtered by op
+		}
 		var receipts []string
-		for _, e := range c.In.(*sqs.DeleteMessageBatchInput).Entries {
+		for _, e := range in.Entries {
 			receipts = append(receipts, aws.ToString(e.ReceiptHandle))
 		}
 		out = append(out, receipts)

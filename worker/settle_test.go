@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/orderpipe/orderpipe/worker"
@@ -136,7 +137,8 @@ func TestHeartbeatExtendsSlowHandlers(t *testing.T) {
 	r := start(t, f, worker.HandlerFunc(func(ctx context.Context, m *worker.Message) error {
 		ok := waitUntil(ctx, f, nil, bound, func() bool {
 			return slices.ContainsFunc(f.Calls(sqsfake.OpChangeVisibility), func(c sqsfake.Call) bool {
-				return c.Err == nil && *c.In.(*sqs.ChangeMessageVisibilityInput).ReceiptHandle == m.ReceiptHandle()
+				in, ok := c.In.(*sqs.ChangeMessageVisibilityInput)
+				return ok && c.Err == nil && aws.ToString(in.ReceiptHandle) == m.ReceiptHandle()
 			})
 		})
 		if !ok {

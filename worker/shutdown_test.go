@@ -36,8 +36,8 @@ func TestSoftShutdownLetsHandlersFinish(t *testing.T) {
 
 	r.cancel()
 	select {
-	case <-r.done:
-		t.Fatal("Run returned while handlers were still running")
+	case err := <-r.done:
+		t.Fatalf("Run returned (%v) while handlers were still running", err)
 	default:
 	}
 	close(release)

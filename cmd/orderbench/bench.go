@@ -8,17 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/orderpipe/orderpipe/cmd/internal/env"
-	"github.com/orderpipe/orderpipe/handlers/notification"
+	"github.com/orderpipe/orderpipe/cmd/internal/workerenv"
 	"github.com/orderpipe/orderpipe/internal/app"
 	"github.com/orderpipe/orderpipe/internal/bench"
-	"github.com/orderpipe/orderpipe/mailer"
-	"github.com/orderpipe/orderpipe/store/redisstore"
-	"github.com/orderpipe/orderpipe/worker"
 )
 
 // benchCmd runs the benchmark on the local stack and prints its table.
@@ -28,48 +23,23 @@ func benchCmd(ctx context.Context, c *cli, args []string) error {
 	if len(args) > 0 && args[0] == "worker" {
 		return benchWorker(ctx, args[1:])
 	}
-	fs := newFlags("bench")
-	phases := fs.String("phases", "", "comma-separated phases (default "+strings.Join(bench.DefaultPhases, ",")+", plus soak with --soak; all: "+strings.Join(bench.AllPhases, ",")+")")
-	maxD := fs.Duration("max", 0, "load of the maximum run (default 60s)")
-	ceilingD := fs.Duration("ceiling", 0, "load of the ceiling run (default 30s)")
-	naiveD := fs.Duration("naive", 0, "load of the naive consumer run (default 30s)")
-	latencyD := fs.Duration("latency", 0, "load of the run at half the maximum (default 60s)")
-	profileD := fs.Duration("profile-duration", 0, "load of the profiled run (default 30s)")
-	soak := fs.Duration("soak", benchSoakDefault(), "soak at half the maximum rate for this long (BENCH_SOAK; 0: no soak)")
-	halfRate := fs.Float64("half-rate", 0, "offered load of the latency and soak runs (default: half the measured maximum)")
-	messages := fs.Int("runtime-messages", 0, "backlog the runtime phase drains (default 50000)")
-	raw := fs.Int("raw-concurrency", 0, "receive/delete loops of the emulator's raw ceiling (default 8)")
-	backlog := fs.Int("backlog", 0, "visible messages per queue while the pipeline is saturated (default 500)")
-	profile := fs.String("profile", "auto", "CPU profile of the worker: auto (when a target is missed), always, never")
-	out := fs.String("out", ".stack/bench", "directory for bench.json, bench.md, bench.png, logs and the profile")
-	workerBin := fs.String("worker", sibling("worker"), "the worker binary")
-	if err := fs.Parse(args); err != nil {
+	var f benchFlags
+	if err := f.parse(args); err != nil {
 		return err
 	}
 	cfg, err := c.benchConfig(ctx)
 	if err != nil {
 		return err
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("find orderbench: %w", err)
+	if err := f.apply(&cfg); err != nil {
+		return err
 	}
-	cfg.WorkerArgv, cfg.ProfileArgv = []string{*workerBin}, []string{self, "bench", "worker"}
-	cfg.MaxDuration, cfg.CeilingDuration, cfg.NaiveDuration, cfg.LatencyDuration, cfg.ProfileDuration = *maxD, *ceilingD, *naiveD, *latencyD, *profileD
-	cfg.Soak, cfg.HalfRate, cfg.RuntimeMessages, cfg.RawConcurrency, cfg.Backlog = *soak, *halfRate, *messages, *raw, *backlog
-	cfg.Profile, cfg.OutDir, cfg.Out, cfg.Log = *profile, *out, c.Out, os.Stderr
-	cfg.StateDir = envOr("ORDERPIPE_STATE_DIR", ".stack")
-	if *phases != "" {
-		cfg.Phases = strings.Split(*phases, ",")
-	}
-	if _, err := os.Stat(*workerBin); err != nil {
-		return fmt.Errorf("worker binary %s: %w (run `make build`)", *workerBin, err)
-	}
+	cfg.Out, cfg.Log = c.Out, os.Stderr
 	res, err := bench.Run(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "\nwritten to %s: bench.json, bench.md, bench.png\n", *out)
+	fmt.Fprintf(c.Out, "\nwritten to %s: bench.json, bench.md, bench.png\n", f.out)
 	if unmet := res.Unmet(); len(unmet) > 0 {
 		names := make([]string, len(unmet))
 		for i, t := range unmet {
@@ -80,16 +50,66 @@ func benchCmd(ctx context.Context, c *cli, args []string) error {
 	return nil
 }
 
+// benchFlags are the flags of `orderbench bench`.
+type benchFlags struct {
+	phases, profile, out, workerBin                  string
+	maxD, ceilingD, naiveD, latencyD, profileD, soak time.Duration
+	halfRate                                         float64
+	messages, raw, backlog                           int
+}
+
+func (f *benchFlags) parse(args []string) error {
+	fs := newFlags("bench")
+	fs.StringVar(&f.phases, "phases", "", "comma-separated phases (default "+strings.Join(bench.DefaultPhases, ",")+", plus soak with --soak; all: "+strings.Join(bench.AllPhases, ",")+")")
+	fs.DurationVar(&f.maxD, "max", 0, "load of the maximum run (default 60s)")
+	fs.DurationVar(&f.ceilingD, "ceiling", 0, "load of the ceiling run (default 30s)")
+	fs.DurationVar(&f.naiveD, "naive", 0, "load of the naive consumer run (default 30s)")
+	fs.DurationVar(&f.latencyD, "latency", 0, "load of the run at half the maximum (default 60s)")
+	fs.DurationVar(&f.profileD, "profile-duration", 0, "load of the profiled run (default 30s)")
+	fs.DurationVar(&f.soak, "soak", benchSoakDefault(), "soak at half the maximum rate for this long (BENCH_SOAK; 0: no soak)")
+	fs.Float64Var(&f.halfRate, "half-rate", 0, "offered load of the latency and soak runs (default: half the measured maximum)")
+	fs.IntVar(&f.messages, "runtime-messages", 0, "backlog the runtime phase drains (default 50000)")
+	fs.IntVar(&f.raw, "raw-concurrency", 0, "receive/delete loops of the emulator's raw ceiling (default 8)")
+	fs.IntVar(&f.backlog, "backlog", 0, "visible messages per queue while the pipeline is saturated (default 500)")
+	fs.StringVar(&f.profile, "profile", "auto", "CPU profile of the worker: auto (when a target is missed), always, never")
+	fs.StringVar(&f.out, "out", ".stack/bench", "directory for bench.json, bench.md, bench.png, logs and the profile")
+	fs.StringVar(&f.workerBin, "worker", sibling("worker"), "the worker binary")
+	return fs.Parse(args)
+}
+
+// apply sets what the flags decide in cfg: the runs, the worker binaries
+// (bin/worker, and this binary's `bench worker` to profile) and the outputs.
+func (f *benchFlags) apply(cfg *bench.Config) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find orderbench: %w", err)
+	}
+	if _, err := os.Stat(f.workerBin); err != nil {
+		return fmt.Errorf("worker binary %s: %w (run `make build`)", f.workerBin, err)
+	}
+	cfg.WorkerArgv, cfg.ProfileArgv = []string{f.workerBin}, []string{self, "bench", "worker"}
+	cfg.MaxDuration, cfg.CeilingDuration, cfg.NaiveDuration, cfg.LatencyDuration, cfg.ProfileDuration = f.maxD, f.ceilingD, f.naiveD, f.latencyD, f.profileD
+	cfg.Soak, cfg.HalfRate, cfg.RuntimeMessages, cfg.RawConcurrency, cfg.Backlog = f.soak, f.halfRate, f.messages, f.raw, f.backlog
+	cfg.Profile, cfg.OutDir = f.profile, f.out
+	cfg.StateDir = envOr("ORDERPIPE_STATE_DIR", ".stack")
+	if f.phases != "" {
+		cfg.Phases = strings.Split(f.phases, ",")
+	}
+	return nil
+}
+
 // benchConfig points the benchmark at the local stack, from the same
-// variables as the worker and the tests.
+// variables as the worker and the tests. The workers it starts inherit the
+// worker's variables (WORKER_MAX_IN_FLIGHT, DB_MAX_CONNS, ...); they are
+// read here as the workers read them.
 func (c *cli) benchConfig(ctx context.Context) (bench.Config, error) {
+	w := workerenv.Load(os.LookupEnv)
+	if err := w.Env.Err(); err != nil {
+		return bench.Config{}, err
+	}
 	awsCfg, err := c.Common.AWS(ctx)
 	if err != nil {
 		return bench.Config{}, err
-	}
-	inFlight, err := strconv.Atoi(envOr("WORKER_MAX_IN_FLIGHT", strconv.Itoa(worker.MaxInFlightDefault)))
-	if err != nil || inFlight < 1 {
-		return bench.Config{}, errors.New("WORKER_MAX_IN_FLIGHT: want a positive whole number")
 	}
 	return bench.Config{
 		Stack: bench.StackConfig{
@@ -97,11 +117,11 @@ func (c *cli) benchConfig(ctx context.Context) (bench.Config, error) {
 			AdminURL:   envOr("ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"),
 			ProxyURL:   c.Common.Store.URL,
 			RedisURL:   c.Common.Redis.URL,
-			SMTPAddr:   envOr("SMTP_ADDR", "127.0.0.1:1025"),
+			SMTPAddr:   w.App.SMTP.Addr,
 			MailpitURL: envOr("MAILPIT_URL", "http://127.0.0.1:8025"),
 		},
-		MaxInFlight: inFlight,
-		DBMaxConns:  int(c.Common.Store.MaxConns),
+		MaxInFlight: w.App.Consumer.MaxInFlight,
+		DBMaxConns:  w.Common.Store.MaxConns,
 	}, nil
 }
 
@@ -113,60 +133,25 @@ func benchWorker(ctx context.Context, args []string) error {
 	if len(args) != 1 {
 		return errors.New("usage: orderbench bench worker CPUPROFILE")
 	}
-	cfg, err := benchWorkerConfig(ctx)
-	if err != nil {
+	w := workerenv.Load(os.LookupEnv)
+	if err := w.Check(ctx); err != nil {
 		return err
 	}
+	w.App.Logger = slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: w.Level}))
 	f, err := os.Create(args[0])
 	if err != nil {
 		return fmt.Errorf("cpu profile: %w", err)
 	}
-	defer f.Close()
 	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close() // nothing was written
 		return fmt.Errorf("cpu profile: %w", err)
 	}
-	err = app.Run(ctx, cfg)
+	err = app.Run(ctx, w.App)
 	pprof.StopCPUProfile()
+	if cerr := f.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("cpu profile: %w", cerr)
+	}
 	return err
-}
-
-// benchWorkerConfig reads the worker's variables as cmd/worker does.
-func benchWorkerConfig(ctx context.Context) (app.Config, error) {
-	var e env.Env
-	common := env.LoadCommon(&e)
-	cfg := app.Config{
-		Topology:        common.Topology(),
-		Handlers:        e.List("WORKER_HANDLERS", "billing,notification,inventory", ""),
-		Redis:           common.Redis,
-		IdemLease:       e.Duration("IDEMPOTENCY_LEASE", redisstore.LeaseDefault, ""),
-		IdemRetention:   e.Duration("IDEMPOTENCY_RETENTION", redisstore.RetentionDefault, ""),
-		ProductCacheTTL: e.Duration("PRODUCT_CACHE_TTL", redisstore.ProductCacheTTLDefault, ""),
-		SMTP: mailer.Config{
-			Addr:     e.String("SMTP_ADDR", "127.0.0.1:1025", ""),
-			Username: e.String("SMTP_USERNAME", "", ""),
-			Password: e.Secret("SMTP_PASSWORD", ""),
-			Timeout:  e.Duration("SMTP_TIMEOUT", mailer.TimeoutDefault, ""),
-		},
-		Notification: notification.Config{From: e.String("MAIL_FROM", notification.FromDefault, "")},
-		Consumer: worker.Config{
-			MaxInFlight:     e.Int("WORKER_MAX_IN_FLIGHT", worker.MaxInFlightDefault, 1, 10000, ""),
-			WaitTime:        e.Duration("WORKER_WAIT_TIME", worker.WaitTimeDefault, ""),
-			HandlerTimeout:  e.Duration("WORKER_HANDLER_TIMEOUT", worker.HandlerTimeoutDefault, ""),
-			ShutdownTimeout: e.Duration("WORKER_SHUTDOWN_TIMEOUT", worker.ShutdownTimeoutDefault, ""),
-		},
-		MetricsAddr: e.String("METRICS_ADDR", "", ""),
-		Logger:      slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelInfo})),
-	}
-	env.CheckIdempotencyLease(&e, cfg.IdemLease, common.Redis.Timeout)
-	if err := e.Err(); err != nil {
-		return cfg, err
-	}
-	var err error
-	if cfg.AWS, err = common.AWS(ctx); err != nil {
-		return cfg, err
-	}
-	cfg.Store, err = common.StoreConfig(ctx)
-	return cfg, err
 }
 
 // sibling is the path of a binary next to this one (bin/worker next to bin/orderbench).

@@ -138,12 +138,12 @@ func showDLQ(ctx context.Context, client dlq.SQSAPI, queues []topology.AppliedQu
 		if err := enc.Encode(map[string]any{
 			"handler": q.Handler, "message_id": l.ID, "reason": l.Reason, "error": l.Error,
 			"receive_count": l.ReceiveCount, "source_queue": l.SourceQueue, "dead_lettered_at": l.SentAt,
-			"attributes": l.Attributes, "body": json.RawMessage(validJSONOr(l.Body)),
+			"attributes": l.Attributes, "body": bodyValue(l.Body),
 		}); err != nil {
 			return fmt.Errorf("show %s: %w", id, err)
 		}
 		if _, werr := out.Write(dlq.PrintableJSON(buf.Bytes())); werr != nil {
-			return werr
+			return fmt.Errorf("show %s: %w", id, werr)
 		}
 		return err // the letter was found; a failure to hand messages back is still worth saying
 	}
@@ -232,10 +232,11 @@ func clip(s string, n int) string {
 	return s[:i] + "…"
 }
 
-func validJSONOr(s string) string {
+// bodyValue is a message body as it is shown: JSON as it is, anything
+// else as a JSON string.
+func bodyValue(s string) any {
 	if json.Valid([]byte(s)) {
-		return s
+		return json.RawMessage(s)
 	}
-	b, _ := json.Marshal(s)
-	return string(b)
+	return s
 }

@@ -61,7 +61,7 @@ func reset(ctx context.Context, c *cli, args []string) error {
 			}
 		}
 	}
-	rdb, err := redisstore.Open(c.redisConfig())
+	rdb, err := redisstore.Open(ctx, c.redisConfig())
 	if err != nil {
 		return err
 	}

@@ -50,7 +50,7 @@ func product(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer db.Close()
-	r, err := redisstore.Open(c.redisConfig())
+	r, err := redisstore.Open(ctx, c.redisConfig())
 	if err != nil {
 		return err
 	}

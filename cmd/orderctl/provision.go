@@ -32,7 +32,10 @@ func provision(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	b, _ := json.MarshalIndent(ap, "", "  ")
+	b, err := json.MarshalIndent(ap, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode the applied topology: %w", err)
+	}
 	fmt.Fprintln(c.Out, string(b))
 	return nil
 }

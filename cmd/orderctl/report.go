@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -19,6 +21,7 @@ import (
 type Report struct {
 	admin.Counts
 	admin.OrderStates
+
 	DLQ     int64 `json:"dlq"`     // messages in the three DLQs
 	Pending int64 `json:"pending"` // messages visible, in flight or delayed in the three queues
 }
@@ -98,8 +101,10 @@ func (c *cli) print(rep Report, asJSON bool) error {
 		if err != nil {
 			return fmt.Errorf("encode report: %w", err)
 		}
-		_, err = fmt.Fprintln(c.Out, string(b))
-		return err
+		if _, err := fmt.Fprintln(c.Out, string(b)); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+		return nil
 	}
 	w := tabwriter.NewWriter(c.Out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	rows := []struct {
@@ -118,11 +123,14 @@ func (c *cli) print(rep Report, asJSON bool) error {
 	for _, r := range rows {
 		fmt.Fprintf(w, "%s\t%v\t\n", r.k, r.v)
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
 }
 
 func inconsistent(rep Report) string {
-	s := fmt.Sprint(rep.Inconsistent)
+	s := strconv.FormatInt(rep.Inconsistent, 10)
 	switch {
 	case rep.Inconsistent == 0:
 	case rep.Pending > 0 || rep.OutboxPending > 0:
@@ -149,7 +157,7 @@ func wait(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	if *n <= 0 {
-		return fmt.Errorf("--orders N is required")
+		return errors.New("--orders N is required")
 	}
 	r, err := c.reporter(ctx)
 	if err != nil {

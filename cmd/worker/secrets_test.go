@@ -147,7 +147,7 @@ func assertNoSecret(t *testing.T, what, out string) {
 func buildBinaries(t *testing.T) (worker, orderctl string) {
 	t.Helper()
 	dir := t.TempDir()
-	out, err := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
+	out, err := exec.CommandContext(t.Context(), "go", "build", "-o", dir+string(filepath.Separator),
 		"github.com/orderpipe/orderpipe/cmd/worker", "github.com/orderpipe/orderpipe/cmd/orderctl").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -194,7 +194,7 @@ func run(t *testing.T, bin string, vars []string, args ...string) (string, int) 
 // It returns everything the worker printed and the /readyz body.
 func runWorker(t *testing.T, bin string, vars []string) (output, readyz string) {
 	t.Helper()
-	cmd := exec.Command(bin)
+	cmd := exec.CommandContext(t.Context(), bin)
 	cmd.Env = childEnv(vars)
 	var out safeBuffer
 	stdout, err := cmd.StdoutPipe()
@@ -212,8 +212,11 @@ func runWorker(t *testing.T, bin string, vars []string) (output, readyz string) 
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			line := sc.Bytes()
-			out.Write([]byte(string(line) + "\n"))
-			var rec struct{ Msg, Addr string }
+			_, _ = out.Write([]byte(string(line) + "\n")) // a bytes.Buffer: never fails
+			var rec struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
 			if json.Unmarshal(line, &rec) != nil {
 				continue
 			}
@@ -268,7 +271,11 @@ func getReadyz(t *testing.T, addr string) string {
 	client := &http.Client{Timeout: 5 * time.Second}
 	var body string
 	testenv.Eventually(t, 20*time.Second, func() error {
-		resp, err := client.Get("http://" + addr + "/readyz")
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+addr+"/readyz", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
 		if err != nil {
 			return err
 		}

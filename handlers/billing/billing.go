@@ -16,11 +16,12 @@ const Name = "billing"
 
 // Invoice is what billing issues for an order.
 type Invoice struct {
+	Quote
+
 	OrderID    string
 	EventID    events.EventID
 	CustomerID string
 	Currency   string
-	Quote
 }
 
 // Tx is what billing needs from one database transaction. The store

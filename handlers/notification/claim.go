@@ -73,8 +73,8 @@ const (
 	// RecordForDefault is the longest the courier keeps trying to record an
 	// accepted email: a database failover of that length costs no duplicate.
 	RecordForDefault = 90 * time.Second
-	// RecordForMin is the shortest record window the rules accept.
-	RecordForMin = 5 * time.Second
+	// MinRecordFor is the shortest record window the rules accept.
+	MinRecordFor = 5 * time.Second
 	// ClaimMargin is what the lease keeps beyond the send and the record:
 	// the claim's own round trip and scheduling delays.
 	ClaimMargin = 5 * time.Second
@@ -101,13 +101,13 @@ func (r ClaimRules) WithDefaults() ClaimRules {
 }
 
 // Validate refuses rules under which a live sender could be taken over: the
-// lease must outlast the send, the record window and the margin. A derived record window must be at least RecordForMin.
+// lease must outlast the send, the record window and the margin. A derived record window must be at least MinRecordFor.
 func (r ClaimRules) Validate() error {
 	derived := r.RecordFor <= 0
 	r = r.WithDefaults()
-	if (derived && r.RecordFor < RecordForMin) || r.TTL < r.SendTimeout+r.RecordFor+ClaimMargin {
+	if (derived && r.RecordFor < MinRecordFor) || r.TTL < r.SendTimeout+r.RecordFor+ClaimMargin {
 		return fmt.Errorf("EMAIL_CLAIM_TTL=%s is too short for SMTP_TIMEOUT=%s: the claim must outlast the send, at least %s to record an accepted email and a %s margin (at least %s), or a second copy could take over an email still being sent",
-			r.TTL, r.SendTimeout, RecordForMin, ClaimMargin, r.SendTimeout+RecordForMin+ClaimMargin)
+			r.TTL, r.SendTimeout, MinRecordFor, ClaimMargin, r.SendTimeout+MinRecordFor+ClaimMargin)
 	}
 	return nil
 }
@@ -198,7 +198,7 @@ func (c *Courier) Deliver(ctx context.Context, ev events.Event, msg mailer.Messa
 	var claimed *ClaimedError
 	switch {
 	case errors.As(err, &claimed):
-		return &resilience.Held{Remaining: claimed.Remaining, ByOther: true, Err: err}
+		return &resilience.HeldError{Remaining: claimed.Remaining, ByOther: true, Err: err}
 	case err != nil || claim == AlreadySent:
 		return err
 	case claim == TakenOver:
@@ -240,7 +240,7 @@ func (c *Courier) keepClaim(ctx context.Context, ev events.Event, token, cause s
 			c.log.Debug("mark email outcome unknown", "event_id", ev.EventID, "err", merr)
 		}
 	}
-	return &resilience.Held{Remaining: c.rules.TTL, Err: err}
+	return &resilience.HeldError{Remaining: c.rules.TTL, Err: err}
 }
 
 // record records an accepted email, retrying every failure (an open

@@ -138,8 +138,8 @@ func TestCourierSteps(t *testing.T) {
 		name      string
 		store     fakeStore
 		sender    fakeSender
-		wantErr   error            // nil: success
-		wantHeld  *resilience.Held // the hold asked for, if any (Err not compared)
+		wantErr   error                 // nil: success
+		wantHeld  *resilience.HeldError // the hold asked for, if any (Err not compared)
 		wantCalls []string
 		wantRisk  string // the duplicate-risk cause counted, if any
 	}{
@@ -162,7 +162,7 @@ func TestCourierSteps(t *testing.T) {
 			name:      "a live claim of another delivery: come back when it may be over",
 			store:     fakeStore{claimErr: &notification.ClaimedError{Remaining: 30 * time.Second}},
 			wantErr:   &notification.ClaimedError{},
-			wantHeld:  &resilience.Held{Remaining: 30 * time.Second, ByOther: true},
+			wantHeld:  &resilience.HeldError{Remaining: 30 * time.Second, ByOther: true},
 			wantCalls: []string{"claim"},
 		},
 		{
@@ -182,7 +182,7 @@ func TestCourierSteps(t *testing.T) {
 			name:      "outcome unknown: the claim is kept and marked, the message comes back after the lease",
 			sender:    fakeSender{fail: outcomeUnknown},
 			wantErr:   mailer.ErrOutcomeUnknown,
-			wantHeld:  &resilience.Held{Remaining: rules.TTL},
+			wantHeld:  &resilience.HeldError{Remaining: rules.TTL},
 			wantCalls: []string{"claim", "unknown"},
 			wantRisk:  "outcome_unknown",
 		},
@@ -190,7 +190,7 @@ func TestCourierSteps(t *testing.T) {
 			name:     "accepted but the record keeps failing: counted, the claim is kept",
 			store:    fakeStore{recordErrs: []error{errDown}},
 			wantErr:  errDown,
-			wantHeld: &resilience.Held{Remaining: rules.TTL},
+			wantHeld: &resilience.HeldError{Remaining: rules.TTL},
 			wantRisk: "unrecorded",
 		},
 		{
@@ -216,7 +216,7 @@ func TestCourierSteps(t *testing.T) {
 			case tt.wantErr != nil && !errors.Is(err, tt.wantErr) && !errors.As(err, new(*notification.ClaimedError)):
 				t.Fatalf("Handle = %v, want an error wrapping %v", err, tt.wantErr)
 			}
-			var held *resilience.Held
+			var held *resilience.HeldError
 			if ok := errors.As(err, &held); ok != (tt.wantHeld != nil) ||
 				ok && (held.Remaining != tt.wantHeld.Remaining || held.ByOther != tt.wantHeld.ByOther) {
 				t.Errorf("held %+v, want %+v", held, tt.wantHeld)

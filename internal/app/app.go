@@ -121,14 +121,14 @@ func Run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return err
 		}
-		snsBreaker := newSNSBreaker(log, cfg.Metrics)
+		snsBreaker := newSNSBreaker(ctx, log, cfg.Metrics)
 		defer snsBreaker.Close()
 		outbox := store.NewOutbox(d.db, cfg.Topology.Topic)
 		g.Go(func() error { relay(gctx, outbox, pub, snsBreaker, cfg.Metrics, log); return nil })
 	}
 	if cfg.MetricsAddr != "" {
 		registerPoolStats(cfg.Metrics, d.db)
-		srv, err := serveHTTP(cfg.MetricsAddr, cfg.Metrics, readiness(d.db, d.redis, d.smtp), log)
+		srv, err := serveHTTP(ctx, cfg.MetricsAddr, cfg.Metrics, readiness(d.db, d.redis, d.smtp), log)
 		if err != nil {
 			return err
 		}
@@ -165,7 +165,7 @@ func open(ctx context.Context, cfg Config) (*deps, error) {
 		return nil, err
 	}
 	d := &deps{db: db}
-	if d.redis, err = redisstore.Open(rcfg); err != nil {
+	if d.redis, err = redisstore.Open(ctx, rcfg); err != nil {
 		d.close()
 		return nil, err
 	}
@@ -173,7 +173,7 @@ func open(ctx context.Context, cfg Config) (*deps, error) {
 		d.close()
 		return nil, err
 	}
-	d.smtp = resilience.NewBreaker(resilience.BreakerConfig{
+	d.smtp = resilience.NewBreaker(ctx, resilience.BreakerConfig{
 		Name: "smtp", Failures: 5, OpenFor: 2 * time.Second, Probe: d.mail.Ping, Logger: cfg.Logger, Metrics: cfg.Metrics,
 	})
 	return d, nil
@@ -243,8 +243,9 @@ func newConsumer(client *sqs.Client, tmpl worker.Config, q topology.AppliedQueue
 
 // serveHTTP serves /metrics (Prometheus), /healthz (the process is alive)
 // and /readyz (its dependencies) at addr.
-func serveHTTP(addr string, m *metrics.Metrics, ready func(context.Context) (map[string]string, bool), log *slog.Logger) (*http.Server, error) {
-	ln, err := net.Listen("tcp", addr)
+func serveHTTP(ctx context.Context, addr string, m *metrics.Metrics, ready func(context.Context) (map[string]string, bool), log *slog.Logger) (*http.Server, error) {
+	var lc net.ListenConfig // ctx bounds the listen, not the listener
+	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("http listener on %s (METRICS_ADDR): %w", addr, err)
 	}

@@ -42,7 +42,7 @@ func (s *stack) waitEmailRecorded(t *testing.T, orderID string, within time.Dura
 // metricsNow scrapes a worker's counters.
 func metricsNow(t *testing.T, addr string) map[string]float64 {
 	t.Helper()
-	m, err := scrape("http://" + addr + "/metrics")
+	m, err := scrape(t.Context(), "http://"+addr+"/metrics")
 	if err != nil {
 		t.Fatalf("scrape /metrics: %v", err)
 	}
@@ -117,7 +117,7 @@ func TestAcceptedButUnrecordedEmailIsCounted(t *testing.T) {
 			locked <- err
 			if err == nil {
 				// Held past the record window (5s with these settings).
-				time.AfterFunc(7*time.Second, func() { _ = tx.Rollback(context.Background()) })
+				time.AfterFunc(7*time.Second, func() { _ = tx.Rollback(ctx) })
 			}
 		})
 	})

@@ -70,7 +70,7 @@ func waitQueuesEmptyWithin(t *testing.T, s *stack, timeout time.Duration) {
 		for _, q := range s.ap.Queues {
 			for _, url := range []string{q.URL, q.DLQURL} {
 				if n, err := topology.Depth(context.Background(), sqsc, url); err != nil || n != 0 {
-					return fmt.Errorf("%s holds %d messages (%v)", url, n, err)
+					return fmt.Errorf("%s holds %d messages (%w)", url, n, err)
 				}
 			}
 		}

@@ -155,8 +155,10 @@ func (s *stack) placed(orderID, coupon string, items ...any) events.Event {
 	if coupon != "" {
 		o.CouponCode = s.prefix + coupon
 	}
-	for i := 0; i < len(items); i += 2 {
-		o.Items = append(o.Items, events.Item{SKU: s.sku(items[i].(string)), Quantity: items[i+1].(int)})
+	for i := 0; i+1 < len(items); i += 2 {
+		sku, _ := items[i].(string) // a malformed pair makes an item the test then fails on
+		qty, _ := items[i+1].(int)
+		o.Items = append(o.Items, events.Item{SKU: s.sku(sku), Quantity: qty})
 	}
 	return events.Event{EventID: events.EventID(uuid.NewString()), EventType: events.OrderPlaced,
 		SchemaVersion: events.SchemaVersion, OccurredAt: time.Now().UTC(), Order: o}

@@ -57,6 +57,7 @@ func TestExactlyOnceUnderDuplicatesRedeliveryAndRedisOutage(t *testing.T) {
 }
 
 func exactlyOnceRun(t *testing.T, mode redisMode, orders int) {
+	t.Helper()
 	s := newStack(t)
 	skus := []string{"A", "B", "C", "D", "E"}
 	const initial = 100000
@@ -181,7 +182,7 @@ func publishCopies(t *testing.T, s *stack, evs []events.Event, copies int) {
 		rand.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
 		wg.Go(func() {
 			if n, err := s.pub.Publish(context.Background(), shuffled); err != nil || n != len(shuffled) {
-				errs <- fmt.Errorf("published %d of %d: %v", n, len(shuffled), err)
+				errs <- fmt.Errorf("published %d of %d: %w", n, len(shuffled), err)
 			}
 		})
 	}

@@ -27,7 +27,7 @@ import (
 var (
 	buildOnce sync.Once
 	workerBin string
-	buildErr  error
+	errBuild  error
 )
 
 // workerBinary builds cmd/worker once per test binary: the lifecycle tests
@@ -35,19 +35,19 @@ var (
 func workerBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "orderpipe-worker-bin-")
+		dir, err := os.MkdirTemp("", "orderpipe-worker-bin-") //nolint:usetesting // built once for every test of the binary: it outlives the test that builds it
 		if err != nil {
-			buildErr = err
+			errBuild = err
 			return
 		}
 		workerBin = filepath.Join(dir, "worker")
-		out, err := exec.Command("go", "build", "-o", workerBin, "github.com/orderpipe/orderpipe/cmd/worker").CombinedOutput()
+		out, err := exec.CommandContext(t.Context(), "go", "build", "-o", workerBin, "github.com/orderpipe/orderpipe/cmd/worker").CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("go build worker: %v\n%s", err, out)
+			errBuild = fmt.Errorf("go build worker: %w\n%s", err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if errBuild != nil {
+		t.Fatal(errBuild)
 	}
 	return workerBin
 }
@@ -68,7 +68,7 @@ func (s *stack) startProcess(t *testing.T, name string, extra ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.cmd = exec.Command(workerBinary(t))
+	p.cmd = exec.CommandContext(t.Context(), workerBinary(t))
 	p.cmd.Env = append(os.Environ(),
 		"AWS_ENDPOINT_URL="+testenv.Endpoint, "AWS_REGION="+testenv.Region,
 		"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
@@ -87,13 +87,14 @@ func (s *stack) startProcess(t *testing.T, name string, extra ...string) *proc {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { p.done <- p.cmd.Wait(); logFile.Close() }()
+	// The worker writes the log through its own descriptor; ours is never written.
+	go func() { p.done <- p.cmd.Wait(); _ = logFile.Close() }()
 	t.Cleanup(func() {
 		_ = p.cmd.Process.Kill()
-		<-p.done
+		exit := <-p.done
 		if t.Failed() {
 			b, err := os.ReadFile(p.log)
-			t.Logf("%s log (%d bytes, %v), warnings and errors:\n%s", name, len(b), err, warnings(b))
+			t.Logf("%s exited (%v); log (%d bytes, %v), warnings and errors:\n%s", name, exit, len(b), err, warnings(b))
 			if os.Getenv("ORDERPIPE_TEST_FULL_LOG") == "1" {
 				t.Logf("%s", b)
 			}
@@ -115,8 +116,11 @@ func (s *stack) startWithMetrics(t *testing.T, name string, extra ...string) (*p
 		if err != nil {
 			return err
 		}
-		for _, line := range strings.Split(string(b), "\n") {
-			var rec struct{ Msg, Addr string }
+		for line := range strings.SplitSeq(string(b), "\n") {
+			var rec struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
 			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving /metrics, /healthz and /readyz" && rec.Addr != "" {
 				addr = rec.Addr
 				return nil
@@ -136,11 +140,11 @@ func (s *stack) startWithMetrics(t *testing.T, name string, extra ...string) (*p
 // warnings returns a log's warning and error lines, counted by message.
 func warnings(log []byte) string {
 	counts := map[string]int{}
-	for _, line := range strings.Split(string(log), "\n") {
+	for line := range strings.SplitSeq(string(log), "\n") {
 		if strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) {
 			msg := line
-			if i := strings.Index(line, `"msg":"`); i >= 0 {
-				msg = line[i+7:]
+			if _, after, ok := strings.Cut(line, `"msg":"`); ok {
+				msg = after
 				if j := strings.IndexByte(msg, '"'); j >= 0 {
 					msg = msg[:j]
 				}
@@ -156,6 +160,7 @@ func warnings(log []byte) string {
 }
 
 func (s *stack) billed(t *testing.T) int64 {
+	t.Helper()
 	return s.queryInt(t, `SELECT count(*) FROM invoices WHERE order_id LIKE $1`, s.prefix+"%")
 }
 
@@ -257,7 +262,7 @@ func TestSIGKILLOfOneOfThreeWorkers(t *testing.T) {
 	s.assertOnce(t, orders, func() (int, error) {
 		n := 0.0
 		for _, addr := range survivors {
-			m, err := scrape("http://" + addr + "/metrics")
+			m, err := scrape(t.Context(), "http://"+addr+"/metrics")
 			if err != nil {
 				return 0, fmt.Errorf("scrape %s: %w", addr, err)
 			}
@@ -297,7 +302,7 @@ func TestMetricsCountWhatWasPublished(t *testing.T) {
 	var got map[string]float64
 	testenv.Eventually(t, 10*time.Second, func() error {
 		var err error
-		if got, err = scrape("http://" + addr + "/metrics"); err != nil {
+		if got, err = scrape(t.Context(), "http://"+addr+"/metrics"); err != nil {
 			return err
 		}
 		for k, v := range want {
@@ -308,7 +313,11 @@ func TestMetricsCountWhatWasPublished(t *testing.T) {
 		return nil
 	})
 	for _, path := range []string{"/healthz", "/readyz"} {
-		resp, err := http.Get("http://" + addr + path)
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+addr+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -320,8 +329,12 @@ func TestMetricsCountWhatWasPublished(t *testing.T) {
 }
 
 // scrape reads a Prometheus text exposition into series -> value.
-func scrape(url string) (map[string]float64, error) {
-	resp, err := http.Get(url)
+func scrape(ctx context.Context, url string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err
 	}

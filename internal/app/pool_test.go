@@ -210,9 +210,7 @@ func startSampler(t *testing.T, dbName string) *sampler {
 	}
 	t.Cleanup(func() { direct.Close(context.Background()) })
 	s := &sampler{stopc: make(chan struct{}), maxClients: map[string]int{}}
-	s.done.Add(1)
-	go func() {
-		defer s.done.Done()
+	s.done.Go(func() {
 		ctx := context.Background()
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
@@ -226,7 +224,7 @@ func startSampler(t *testing.T, dbName string) *sampler {
 			case <-tick.C:
 			}
 		}
-	}()
+	})
 	return s
 }
 

@@ -68,14 +68,14 @@ func TestRedriveAllWhileWorkersRunReturns(t *testing.T) {
 		}
 	case <-time.After(bound):
 		cancel()
-		<-done
+		err := <-done
 		mu.Lock()
 		defer mu.Unlock()
 		counts := map[string]int{}
 		for h, ids := range redriven {
 			counts[h] = len(ids)
 		}
-		t.Fatalf("redrive --all did not return within %s while the worker ran; messages sent back so far per handler: %v (3 each were dead-lettered)", bound, counts)
+		t.Fatalf("redrive --all did not return within %s while the worker ran (cancelled, it returned %v); messages sent back so far per handler: %v (3 each were dead-lettered)", bound, err, counts)
 	}
 	for _, q := range s.ap.Queues {
 		got := slices.Sorted(slices.Values(redriven[q.Handler]))

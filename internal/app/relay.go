@@ -35,8 +35,8 @@ const (
 // newSNSBreaker is the relay's own circuit breaker: SNS failing says nothing
 // about the database, so it must not count against the database's breaker
 // (which would stop every consumer).
-func newSNSBreaker(log *slog.Logger, m *metrics.Metrics) *resilience.Breaker {
-	return resilience.NewBreaker(resilience.BreakerConfig{
+func newSNSBreaker(ctx context.Context, log *slog.Logger, m *metrics.Metrics) *resilience.Breaker {
+	return resilience.NewBreaker(ctx, resilience.BreakerConfig{
 		Name: "sns", Failures: 5, OpenFor: 5 * time.Second, Logger: log, Metrics: m,
 		Effect: "the outbox relay pauses; compensations wait in the outbox",
 	})

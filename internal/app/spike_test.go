@@ -51,6 +51,7 @@ type spikeCase struct {
 }
 
 func spike(t *testing.T, sc spikeCase) {
+	t.Helper()
 	const orders, stock = 100, 10
 	s := newStack(t, visibility(5)) // a killed worker's messages come back within seconds
 	s.addProducts(t, catalog.Product{SKU: "HOT", Name: "Promo deal", Price: 1999, Stock: stock})
@@ -89,7 +90,7 @@ func spike(t *testing.T, sc spikeCase) {
 		}
 		n := 0.0
 		for _, a := range addrs {
-			m, err := scrape("http://" + a + "/metrics")
+			m, err := scrape(t.Context(), "http://"+a+"/metrics")
 			if err != nil {
 				return 0, fmt.Errorf("scrape %s: %w", a, err)
 			}

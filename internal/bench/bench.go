@@ -55,7 +55,7 @@ type Config struct {
 	MaxInFlight int
 	// DBMaxConns is the worker's pool size (DB_MAX_CONNS), used by the
 	// ceiling and the naive consumer too. Defaults to store.MaxConnsDefault.
-	DBMaxConns int
+	DBMaxConns int32
 	// Backlog bounds the visible messages per queue while a run saturates
 	// the pipeline. Defaults to 500.
 	Backlog int
@@ -105,7 +105,9 @@ func (c *Config) setDefaults() {
 	def(&c.LatencyDuration, 60*time.Second)
 	def(&c.ProfileDuration, 30*time.Second)
 	defInt(&c.MaxInFlight, worker.MaxInFlightDefault)
-	defInt(&c.DBMaxConns, store.MaxConnsDefault)
+	if c.DBMaxConns <= 0 {
+		c.DBMaxConns = store.MaxConnsDefault
+	}
 	defInt(&c.Backlog, 500)
 	defInt(&c.RuntimeMessages, 50_000)
 	defInt(&c.RawConcurrency, 8)
@@ -185,7 +187,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	defer s.Close()
 	b := &Bench{cfg: cfg, s: s, gen: NewGenerator(cfg.Seed, s.Cfg.Domain), sqs: roomySQS(cfg)}
 	b.res = &Result{Machine: ThisMachine(ctx, s.Admin), StartedAt: time.Now().UTC(), Settings: Settings{
-		MaxInFlight: cfg.MaxInFlight, DBMaxConns: cfg.DBMaxConns, Backlog: cfg.Backlog,
+		MaxInFlight: cfg.MaxInFlight, DBMaxConns: int(cfg.DBMaxConns), Backlog: cfg.Backlog,
 		MaxSeconds: cfg.MaxDuration.Seconds(), CeilingSeconds: cfg.CeilingDuration.Seconds(),
 		NaiveSeconds: cfg.NaiveDuration.Seconds(), LatencySeconds: cfg.LatencyDuration.Seconds(),
 		RuntimeMessages: cfg.RuntimeMessages,

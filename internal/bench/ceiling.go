@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -18,7 +17,7 @@ import (
 	"github.com/orderpipe/orderpipe/store"
 )
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quiet = slog.New(slog.DiscardHandler)
 
 // ceilingAttempts bounds the attempts per handler call in the ceiling run
 // (a deadlock or serialization failure is retried, as the worker would).
@@ -28,7 +27,7 @@ const ceilingAttempts = 5
 type ceilingOrder struct {
 	ev        events.Event
 	published time.Time
-	left      atomic.Int32 // handlers still to commit
+	left      atomic.Int64 // handlers still to commit
 	done      time.Time    // set by the last one
 }
 
@@ -43,7 +42,7 @@ func (b *Bench) ceiling(ctx context.Context, d time.Duration) (RunResult, error)
 	if err := b.s.Reset(ctx); err != nil {
 		return res, err
 	}
-	db, err := store.Open(ctx, store.Config{URL: b.s.ProxyURL, MaxConns: int32(b.cfg.DBMaxConns), Logger: quiet})
+	db, err := store.Open(ctx, store.Config{URL: b.s.ProxyURL, MaxConns: b.cfg.DBMaxConns, Logger: quiet})
 	if err != nil {
 		return res, err
 	}
@@ -59,7 +58,7 @@ func (b *Bench) ceiling(ctx context.Context, d time.Duration) (RunResult, error)
 		return res, err
 	}
 	fns := []handlers.EventFunc{byName[billing.Name], byName[inventory.Name], byName[notification.Name]}
-	conns := SampleConns(b.s.Admin, b.s.Cfg.DBName, 100*time.Millisecond)
+	conns := SampleConns(ctx, b.s.Admin, b.s.Cfg.DBName, 100*time.Millisecond)
 	cpu := b.cpuProbe(0)
 	start := time.Now()
 	orders, errs := b.driveDirect(ctx, fns, d)
@@ -111,7 +110,7 @@ func (b *Bench) driveDirect(ctx context.Context, fns []handlers.EventFunc, d tim
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		o := &ceilingOrder{ev: b.gen.Order(time.Now()), published: time.Now()}
-		o.left.Store(int32(len(fns)))
+		o.left.Store(int64(len(fns)))
 		orders = append(orders, o)
 		for _, ch := range chans {
 			ch <- o

@@ -120,7 +120,7 @@ func (s *Stack) open(ctx context.Context) error {
 	if s.Direct, err = openPool(ctx, s.Cfg.AdminURL, s.Cfg.DBName); err != nil {
 		return err
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	quiet := slog.New(slog.DiscardHandler)
 	if s.Store, err = store.Open(ctx, store.Config{URL: withAppName(directURL), Proxy: store.ProxyNone, MaxConns: 4, Logger: quiet}); err != nil {
 		return err
 	}
@@ -131,7 +131,7 @@ func (s *Stack) open(ctx context.Context) error {
 	if s.Applied, err = topology.Apply(ctx, s.SNS, s.SQS, s.Top); err != nil {
 		return fmt.Errorf("bench topology: %w", err)
 	}
-	if s.Redis, err = redisstore.Open(redisstore.Config{URL: s.Cfg.RedisURL, KeyPrefix: s.Cfg.RedisPrefix, Logger: quiet}); err != nil {
+	if s.Redis, err = redisstore.Open(ctx, redisstore.Config{URL: s.Cfg.RedisURL, KeyPrefix: s.Cfg.RedisPrefix, Logger: quiet}); err != nil {
 		return err
 	}
 	s.Publisher, err = events.NewPublisher(s.SNS, events.PublisherConfig{TopicARN: s.Applied.TopicARN, Concurrency: 1})
@@ -171,7 +171,7 @@ func (s *Stack) Close() {
 // run can exhaust) and the coupons, purges the queues, the Redis keys and
 // the benchmark's emails: every run starts from the same state.
 func (s *Stack) Reset(ctx context.Context) error {
-	if err := admin.Reset(ctx, s.Store, BenchProducts(), seed.Coupons); err != nil {
+	if err := admin.Reset(ctx, s.Store, Products(), seed.Coupons); err != nil {
 		return err
 	}
 	if _, err := s.Direct.Exec(ctx, `VACUUM ANALYZE products, coupons, invoice_counter`); err != nil {

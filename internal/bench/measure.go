@@ -138,10 +138,10 @@ type BacklogGate struct {
 }
 
 // NewBacklogGate polls the visible depth of urls every 100ms.
-func NewBacklogGate(sqsc *sqs.Client, limit int, urls ...string) *BacklogGate {
+func NewBacklogGate(ctx context.Context, sqsc *sqs.Client, limit int, urls ...string) *BacklogGate {
 	g := &BacklogGate{limit: int64(limit)}
-	g.stop = every(100*time.Millisecond, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	g.stop = every(ctx, 100*time.Millisecond, func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		var deepest int64
 		for _, u := range urls {
@@ -175,9 +175,11 @@ func visible(ctx context.Context, sqsc *sqs.Client, url string) (int64, error) {
 		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages},
 	})
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("bench: depth of %s: %w", url, err)
 	}
 	var n int64
-	_, err = fmt.Sscan(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)], &n)
-	return n, err
+	if _, err := fmt.Sscan(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)], &n); err != nil {
+		return 0, fmt.Errorf("bench: depth of %s: %w", url, err)
+	}
+	return n, nil
 }

@@ -42,7 +42,7 @@ func (b *Bench) naive(ctx context.Context, d time.Duration) (RunResult, error) {
 		url := b.s.Applied.Queues[name].URL
 		wg.Go(func() { failed.Add(int64(naiveLoop(cctx, b.s.SQS, url, h))) })
 	}
-	conns := SampleConns(b.s.Admin, b.s.Cfg.DBName, 100*time.Millisecond)
+	conns := SampleConns(ctx, b.s.Admin, b.s.Cfg.DBName, 100*time.Millisecond)
 	cpu := b.cpuProbe(0)
 	tr := NewTracker()
 	start := time.Now()
@@ -71,11 +71,11 @@ func (b *Bench) naive(ctx context.Context, d time.Duration) (RunResult, error) {
 // workerHandlers builds the worker's handler stack per queue with
 // internal/app's own wiring.
 func (b *Bench) workerHandlers(ctx context.Context) (map[string]worker.Handler, func(), error) {
-	db, err := store.Open(ctx, store.Config{URL: b.s.ProxyURL, MaxConns: int32(b.cfg.DBMaxConns), Logger: quiet})
+	db, err := store.Open(ctx, store.Config{URL: b.s.ProxyURL, MaxConns: b.cfg.DBMaxConns, Logger: quiet})
 	if err != nil {
 		return nil, nil, err
 	}
-	rdb, err := redisstore.Open(redisstore.Config{URL: b.s.Cfg.RedisURL, KeyPrefix: b.s.Cfg.RedisPrefix, Logger: quiet})
+	rdb, err := redisstore.Open(ctx, redisstore.Config{URL: b.s.Cfg.RedisURL, KeyPrefix: b.s.Cfg.RedisPrefix, Logger: quiet})
 	if err != nil {
 		db.Close()
 		return nil, nil, err

@@ -97,10 +97,10 @@ func (g *Generator) Orders(n int, at time.Time) []events.Event {
 	return evs
 }
 
-// BenchProducts is the seed catalog with stock no benchmark can exhaust, so
+// Products is the seed catalog with stock no benchmark can exhaust, so
 // every order is reserved (the expensive path) rather than rejected once
 // the scarce items are gone.
-func BenchProducts() []catalog.Product {
+func Products() []catalog.Product {
 	ps := make([]catalog.Product, len(seed.Products))
 	for i, p := range seed.Products {
 		p.Stock = 100_000_000

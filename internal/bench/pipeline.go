@@ -74,8 +74,8 @@ func (b *Bench) pipeline(ctx context.Context, r pipelineRun) (RunResult, error) 
 			_ = w.Stop(30 * time.Second)
 		}
 	}()
-	conns := SampleConns(b.s.Admin, b.s.Cfg.DBName, 100*time.Millisecond)
-	procs := SampleProc(w.PID(), r.procEvery)
+	conns := SampleConns(ctx, b.s.Admin, b.s.Cfg.DBName, 100*time.Millisecond)
+	procs := SampleProc(ctx, w.PID(), r.procEvery)
 	cpu := b.cpuProbe(w.PID())
 	tr := NewTracker()
 	start := time.Now()
@@ -116,7 +116,7 @@ func (b *Bench) load(ctx context.Context, r pipelineRun, tr *Tracker) (LoadResul
 		OnPublished: tr.Record, Progress: prog,
 	}
 	if r.rate == 0 {
-		gate := NewBacklogGate(b.s.SQS, b.cfg.Backlog, b.queueURLs()...)
+		gate := NewBacklogGate(ctx, b.s.SQS, b.cfg.Backlog, b.queueURLs()...)
 		defer gate.Stop()
 		lc.Gate = gate
 	}

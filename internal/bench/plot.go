@@ -92,8 +92,11 @@ func savePNG(path string, plots [][]*plot.Plot) error {
 		return fmt.Errorf("bench: plot: %w", err)
 	}
 	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
-		f.Close()
+		_ = f.Close() // the write failed already
 		return fmt.Errorf("bench: plot: %w", err)
 	}
-	return f.Close()
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("bench: plot: %w", err)
+	}
+	return nil
 }

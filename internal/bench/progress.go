@@ -35,11 +35,11 @@ func IsTerminal(w io.Writer) bool {
 // duration bounds the work.
 func NewProgress(w io.Writer, label, unit string, total int, interval time.Duration) Progress {
 	if IsTerminal(w) {
-		max := int64(total)
+		limit := int64(total)
 		if total <= 0 {
-			max = -1 // spinner
+			limit = -1 // spinner
 		}
-		return &barProgress{bar: progressbar.NewOptions64(max,
+		return &barProgress{bar: progressbar.NewOptions64(limit,
 			progressbar.OptionSetWriter(w),
 			progressbar.OptionSetDescription(label),
 			progressbar.OptionShowCount(),

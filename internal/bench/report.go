@@ -173,8 +173,10 @@ func (r *Result) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "\n%s; %d in flight per queue, %d database connections per process.\n", r.Machine, r.Settings.MaxInFlight, r.Settings.DBMaxConns)
 	r.writeCPU(&b)
-	_, err := io.WriteString(w, b.String())
-	return err
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return fmt.Errorf("bench: write the table: %w", err)
+	}
+	return nil
 }
 
 // writeCPU lists where the machine's CPU went in each run.

@@ -9,21 +9,21 @@ import (
 )
 
 // every calls fn every d until the returned stop is called; stop waits for
-// the last call to finish.
-func every(d time.Duration, fn func()) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
+// the last call to finish. fn gets ctx's values; only stop ends the calls.
+func every(ctx context.Context, d time.Duration, fn func(ctx context.Context)) (stop func()) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		t := time.NewTicker(d)
 		defer t.Stop()
-		fn()
+		fn(ctx)
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				fn()
+				fn(ctx)
 			}
 		}
 	}()
@@ -38,9 +38,9 @@ type ProcSampler struct {
 }
 
 // SampleProc starts sampling pid every d.
-func SampleProc(pid int, d time.Duration) *ProcSampler {
+func SampleProc(ctx context.Context, pid int, d time.Duration) *ProcSampler {
 	s := &ProcSampler{}
-	s.stop = every(d, func() {
+	s.stop = every(ctx, d, func(context.Context) {
 		if st, err := ReadProc(pid); err == nil {
 			s.mu.Lock()
 			s.samples = append(s.samples, st)
@@ -99,10 +99,10 @@ type ConnPeak struct {
 // SampleConns starts counting the backends of database dbname every d,
 // through admin (a direct connection; its own backends carry
 // application_name AppName and are not counted).
-func SampleConns(admin *pgxpool.Pool, dbname string, d time.Duration) *ConnSampler {
+func SampleConns(ctx context.Context, admin *pgxpool.Pool, dbname string, d time.Duration) *ConnSampler {
 	s := &ConnSampler{}
-	s.stop = every(d, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), d+time.Second)
+	s.stop = every(ctx, d, func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, d+time.Second)
 		defer cancel()
 		var total, active int
 		err := admin.QueryRow(ctx, `

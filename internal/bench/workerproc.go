@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -30,8 +29,11 @@ func StartWorker(ctx context.Context, argv, env []string, logPath string) (*Work
 	if err != nil {
 		return nil, fmt.Errorf("bench: worker log: %w", err)
 	}
-	defer f.Close()
-	cmd := exec.Command(argv[0], argv[1:]...)
+	// The worker writes its log through its own descriptor; ours is never
+	// written, so a failure to close it loses nothing.
+	defer func() { _ = f.Close() }()
+	// Stop ends the worker, not ctx: a cancelled benchmark still drains it.
+	cmd := exec.CommandContext(context.WithoutCancel(ctx), argv[0], argv[1:]...)
 	cmd.Env, cmd.Stdout, cmd.Stderr = env, f, f
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench: start %s: %w", argv[0], err)
@@ -45,7 +47,7 @@ func StartWorker(ctx context.Context, argv, env []string, logPath string) (*Work
 		}
 		select {
 		case <-w.done:
-			return nil, fmt.Errorf("bench: %s exited before it started (%v); its log ends:\n%s", argv[0], w.err, w.Tail(20))
+			return nil, fmt.Errorf("bench: %s exited before it started (%w); its log ends:\n%s", argv[0], w.err, w.Tail(20))
 		case <-ctx.Done():
 			_ = w.Stop(5 * time.Second)
 			return nil, ctx.Err()
@@ -136,5 +138,3 @@ func (s *Stack) WorkerEnv(base []string) []string {
 		"LOG_LEVEL":             "info",
 	})
 }
-
-var errNoWorker = errors.New("bench: no worker binary (run `make build`)")

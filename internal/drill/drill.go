@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -143,7 +144,7 @@ func Run(ctx context.Context, cfg Config) (results []Result, err error) {
 			fmt.Fprintf(cfg.Progress, "[drill] "+format+"\n", args...)
 		}
 	}
-	defer d.teardown()
+	defer d.teardown(ctx)
 	if err := d.setup(ctx); err != nil {
 		return nil, err
 	}
@@ -151,7 +152,11 @@ func Run(ctx context.Context, cfg Config) (results []Result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	defer stopWorkers()
+	defer func() {
+		if serr := stopWorkers(); serr != nil && err == nil {
+			err = serr
+		}
+	}()
 	for _, sc := range cfg.Scenarios {
 		r, err := d.scenario(ctx, sc)
 		if err != nil {
@@ -169,27 +174,52 @@ func cmpOr(d, def time.Duration) time.Duration {
 	return d
 }
 
+// setup builds the drill's own PostgreSQL pair, PgBouncer and Redis, its
+// database and its topology.
 func (d *drill) setup(ctx context.Context) error {
 	p := d.cfg.BasePort
 	d.primary = &node{name: "primary", dir: filepath.Join(d.cfg.Dir, "pg", "primary"), port: p}
 	d.standby = &node{name: "standby", dir: filepath.Join(d.cfg.Dir, "pg", "standby"), port: p + 1}
 	d.ports.bouncer, d.ports.redis = p+2, p+3
 	for _, port := range []int{p, p + 1, p + 2, p + 3} {
-		if portOpen(port) {
+		if portOpen(ctx, port) {
 			return fmt.Errorf("drill: port %d is taken (a drill still running? `make drill` cleans up after itself)", port)
 		}
 	}
 	if err := os.RemoveAll(d.cfg.Dir); err != nil {
-		return err
+		return fmt.Errorf("drill: wipe the state directory: %w", err)
 	}
 	if err := os.MkdirAll(d.cfg.Dir, 0o755); err != nil {
+		return fmt.Errorf("drill: state directory: %w", err)
+	}
+	if err := d.setupPostgres(ctx); err != nil {
 		return err
 	}
-	d.say("initialising PostgreSQL primary on :%d and streaming standby on :%d", p, p+1)
-	if err := initPrimary(d.primary); err != nil {
+	if err := d.setupDaemons(ctx); err != nil {
 		return err
 	}
-	if err := initStandby(d.primary, d.standby); err != nil {
+	if err := d.setupDatabase(ctx); err != nil {
+		return err
+	}
+	d.top = topology.Default().WithPrefix("drill" + d.runID + "-")
+	d.sqsc = sqs.NewFromConfig(d.cfg.AWS)
+	snsc := sns.NewFromConfig(d.cfg.AWS)
+	var err error
+	if d.ap, err = topology.Apply(ctx, snsc, d.sqsc, d.top); err != nil {
+		return err
+	}
+	d.pub, err = events.NewPublisher(snsc, events.PublisherConfig{TopicARN: d.ap.TopicARN})
+	return err
+}
+
+// setupPostgres starts the primary and its synchronous standby and creates
+// the database.
+func (d *drill) setupPostgres(ctx context.Context) error {
+	d.say("initialising PostgreSQL primary on :%d and streaming standby on :%d", d.primary.port, d.standby.port)
+	if err := initPrimary(ctx, d.primary); err != nil {
+		return err
+	}
+	if err := initStandby(ctx, d.primary, d.standby); err != nil {
 		return err
 	}
 	conn, err := pgx.Connect(ctx, d.primary.url("postgres"))
@@ -201,7 +231,11 @@ func (d *drill) setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("drill: create database: %w", err)
 	}
+	return nil
+}
 
+// setupDaemons starts PgBouncer in front of the primary, and Redis.
+func (d *drill) setupDaemons(ctx context.Context) error {
 	ini, err := pgbouncerConfig(d.cfg.Dir, d.ports.bouncer, d.primary.port, 20)
 	if err != nil {
 		return err
@@ -213,13 +247,13 @@ func (d *drill) setup(ctx context.Context) error {
 	}
 	d.bouncer = &process{name: "pgbouncer", args: []string{bouncerBin, ini}, log: filepath.Join(d.cfg.Dir, "pgbouncer.log")}
 	d.redis = &process{name: "redis", log: filepath.Join(d.cfg.Dir, "redis.log"), args: []string{"redis-server",
-		"--port", fmt.Sprint(d.ports.redis), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}}
+		"--port", strconv.Itoa(d.ports.redis), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}}
 	d.say("starting PgBouncer on :%d (transaction pooling, in front of the primary) and Redis on :%d", d.ports.bouncer, d.ports.redis)
 	for _, pr := range []struct {
 		p    *process
 		port int
 	}{{d.bouncer, d.ports.bouncer}, {d.redis, d.ports.redis}} {
-		if err := pr.p.start(); err != nil {
+		if err := pr.p.start(ctx); err != nil {
 			return err
 		}
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -229,30 +263,25 @@ func (d *drill) setup(ctx context.Context) error {
 			return fmt.Errorf("%w (log: %s)", err, pr.p.log)
 		}
 	}
+	return nil
+}
 
-	d.db, err = store.Open(ctx, store.Config{URL: d.dbURL(), MaxConns: 4, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+// setupDatabase migrates the database through the proxy and seeds the
+// drill's products.
+func (d *drill) setupDatabase(ctx context.Context) error {
+	var err error
+	d.db, err = store.Open(ctx, store.Config{URL: d.dbURL(), MaxConns: 4, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err
 	}
-	if err := d.db.Migrate(ctx, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+	if err := d.db.Migrate(ctx, slog.New(slog.DiscardHandler)); err != nil {
 		return err
 	}
 	var products []catalog.Product
 	for i, sku := range skus {
 		products = append(products, catalog.Product{SKU: sku, Name: "Drill item " + string(sku), Price: catalog.Cents(500 + 100*i), Stock: 1_000_000})
 	}
-	if err := admin.Seed(ctx, d.db, products, nil); err != nil {
-		return err
-	}
-
-	d.top = topology.Default().WithPrefix("drill" + d.runID + "-")
-	d.sqsc = sqs.NewFromConfig(d.cfg.AWS)
-	snsc := sns.NewFromConfig(d.cfg.AWS)
-	if d.ap, err = topology.Apply(ctx, snsc, d.sqsc, d.top); err != nil {
-		return err
-	}
-	d.pub, err = events.NewPublisher(snsc, events.PublisherConfig{TopicARN: d.ap.TopicARN})
-	return err
+	return admin.Seed(ctx, d.db, products, nil)
 }
 
 var skus = []events.SKU{"DRILL-A", "DRILL-B", "DRILL-C", "DRILL-D"}
@@ -261,8 +290,9 @@ func (d *drill) dbURL() string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/orderpipe?sslmode=disable", d.ports.bouncer)
 }
 
-func (d *drill) teardown() {
-	ctx := context.Background()
+// teardown removes what setup made; it runs even when ctx was cancelled.
+func (d *drill) teardown(ctx context.Context) {
+	ctx = context.WithoutCancel(ctx)
 	if d.db != nil {
 		d.db.Close()
 	}
@@ -274,22 +304,24 @@ func (d *drill) teardown() {
 		_, _ = sns.NewFromConfig(d.cfg.AWS).DeleteTopic(ctx, &sns.DeleteTopicInput{TopicArn: aws.String(d.ap.TopicARN)})
 	}
 	if d.bouncer != nil {
-		d.bouncer.stop(d.ports.bouncer)
+		d.bouncer.stop(ctx, d.ports.bouncer)
 	}
 	if d.redis != nil {
-		d.redis.stop(d.ports.redis)
+		d.redis.stop(ctx, d.ports.redis)
 	}
 	for _, n := range []*node{d.primary, d.standby} {
-		if n != nil && portOpen(n.port) {
-			_ = n.stop("immediate")
+		if n != nil && portOpen(ctx, n.port) {
+			_ = n.stop(ctx, "immediate")
 		}
 	}
 }
 
-func (d *drill) startWorkers(ctx context.Context) (stop func(), err error) {
+// startWorkers runs the workers in this process; stop stops them and
+// closes their log.
+func (d *drill) startWorkers(ctx context.Context) (stop func() error, err error) {
 	logFile, err := os.Create(filepath.Join(d.cfg.Dir, "worker.log"))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("drill: worker log: %w", err)
 	}
 	log := slog.New(slog.NewJSONHandler(logFile, nil))
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -314,7 +346,14 @@ func (d *drill) startWorkers(ctx context.Context) (stop func(), err error) {
 		})
 	}
 	d.say("%d workers running (log: %s)", d.cfg.Workers, logFile.Name())
-	return func() { cancel(); wg.Wait(); logFile.Close() }, nil
+	return func() error {
+		cancel()
+		wg.Wait()
+		if err := logFile.Close(); err != nil {
+			return fmt.Errorf("drill: worker log: %w", err)
+		}
+		return nil
+	}, nil
 }
 
 // load publishes rate orders a second until stop, tagged with the scenario.
@@ -418,43 +457,20 @@ func (d *drill) fault(ctx context.Context, sc string) (time.Time, error) {
 	defer cancel()
 	switch sc {
 	case Promote:
-		if d.standby == nil {
-			return time.Time{}, errors.New("no standby left to promote (promote runs once, first)")
-		}
-		d.say("%s: stopping the primary (immediate) and promoting the standby", sc)
-		if err := d.primary.stop("immediate"); err != nil {
-			return time.Time{}, err
-		}
-		if err := d.standby.promote(); err != nil {
-			return time.Time{}, err
-		}
-		writable, err := d.standby.writable(wctx)
-		if err != nil {
-			return time.Time{}, err
-		}
-		// The proxy follows the new writer, as RDS Proxy does on an Aurora failover.
-		if _, err := pgbouncerConfig(d.cfg.Dir, d.ports.bouncer, d.standby.port, 20); err != nil {
-			return time.Time{}, err
-		}
-		if err := d.bouncer.signal(syscall.SIGHUP); err != nil {
-			return time.Time{}, err
-		}
-		d.primary, d.standby = d.standby, nil
-		d.say("%s: standby promoted and writable; PgBouncer repointed", sc)
-		return writable, nil
+		return d.promote(ctx, wctx)
 	case RestartPostgres:
 		d.say("%s: restarting PostgreSQL (fast shutdown)", sc)
-		if err := d.primary.stop("fast"); err != nil {
+		if err := d.primary.stop(ctx, "fast"); err != nil {
 			return time.Time{}, err
 		}
-		if err := d.primary.start(); err != nil {
+		if err := d.primary.start(ctx); err != nil {
 			return time.Time{}, err
 		}
 		return d.primary.writable(wctx)
 	case RestartPgBouncer:
 		d.say("%s: restarting PgBouncer", sc)
-		d.bouncer.stop(d.ports.bouncer)
-		if err := d.bouncer.start(); err != nil {
+		d.bouncer.stop(ctx, d.ports.bouncer)
+		if err := d.bouncer.start(ctx); err != nil {
 			return time.Time{}, err
 		}
 		if err := waitPort(wctx, d.ports.bouncer); err != nil {
@@ -462,31 +478,66 @@ func (d *drill) fault(ctx context.Context, sc string) (time.Time, error) {
 		}
 		return time.Now(), nil
 	case LongOutage:
-		d.say("%s: stopping PostgreSQL for %s", sc, d.cfg.DBDown)
-		if err := d.primary.stop("immediate"); err != nil {
-			return time.Time{}, err
-		}
-		// While the breaker is open nothing is received: the backlog waits
-		// in the queues, where SQS does not count it towards maxReceiveCount.
-		time.Sleep(d.cfg.DBDown / 2)
-		waiting, _ := d.depth(ctx, false)
-		dead, _ := d.depth(ctx, true)
-		d.say("%s: halfway through the outage: %d messages waiting in the queues, %d in the DLQs", sc, waiting, dead)
-		time.Sleep(d.cfg.DBDown - d.cfg.DBDown/2)
-		if err := d.primary.start(); err != nil {
-			return time.Time{}, err
-		}
-		return d.primary.writable(wctx)
+		return d.longOutage(ctx, wctx)
 	case RedisOutage:
 		d.say("%s: stopping Redis for %s", sc, d.cfg.RedisDown)
-		d.redis.stop(d.ports.redis)
+		d.redis.stop(ctx, d.ports.redis)
 		time.Sleep(d.cfg.RedisDown)
-		if err := d.redis.start(); err != nil {
+		if err := d.redis.start(ctx); err != nil {
 			return time.Time{}, err
 		}
 		return time.Time{}, waitPort(wctx, d.ports.redis)
 	}
 	return time.Time{}, fmt.Errorf("unknown scenario %q (want one of %s)", sc, strings.Join(AllScenarios, ", "))
+}
+
+// promote crashes the primary, promotes the standby and repoints PgBouncer
+// at it, as RDS Proxy follows an Aurora failover. wctx bounds the wait for
+// the new writer.
+func (d *drill) promote(ctx, wctx context.Context) (time.Time, error) {
+	if d.standby == nil {
+		return time.Time{}, errors.New("no standby left to promote (promote runs once, first)")
+	}
+	d.say("%s: stopping the primary (immediate) and promoting the standby", Promote)
+	if err := d.primary.stop(ctx, "immediate"); err != nil {
+		return time.Time{}, err
+	}
+	if err := d.standby.promote(ctx); err != nil {
+		return time.Time{}, err
+	}
+	writable, err := d.standby.writable(wctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if _, err := pgbouncerConfig(d.cfg.Dir, d.ports.bouncer, d.standby.port, 20); err != nil {
+		return time.Time{}, err
+	}
+	if err := d.bouncer.signal(syscall.SIGHUP); err != nil {
+		return time.Time{}, err
+	}
+	d.primary, d.standby = d.standby, nil
+	d.say("%s: standby promoted and writable; PgBouncer repointed", Promote)
+	return writable, nil
+}
+
+// longOutage stops PostgreSQL for DBDown, saying halfway through where the
+// backlog waits. wctx bounds the wait for the restarted writer.
+func (d *drill) longOutage(ctx, wctx context.Context) (time.Time, error) {
+	d.say("%s: stopping PostgreSQL for %s", LongOutage, d.cfg.DBDown)
+	if err := d.primary.stop(ctx, "immediate"); err != nil {
+		return time.Time{}, err
+	}
+	// While the breaker is open nothing is received: the backlog waits
+	// in the queues, where SQS does not count it towards maxReceiveCount.
+	time.Sleep(d.cfg.DBDown / 2)
+	waiting, _ := d.depth(ctx, false)
+	dead, _ := d.depth(ctx, true)
+	d.say("%s: halfway through the outage: %d messages waiting in the queues, %d in the DLQs", LongOutage, waiting, dead)
+	time.Sleep(d.cfg.DBDown - d.cfg.DBDown/2)
+	if err := d.primary.start(ctx); err != nil {
+		return time.Time{}, err
+	}
+	return d.primary.writable(wctx)
 }
 
 // settle waits until every published order went through the three
@@ -512,7 +563,10 @@ func (d *drill) processed(ctx context.Context, sc string) (int, error) {
 	err := d.db.Pool().QueryRow(ctx, `
 		SELECT count(*) FROM (SELECT order_id FROM processed_events WHERE order_id LIKE $1
 		GROUP BY order_id HAVING count(DISTINCT handler) = 3) o`, d.orderPrefix(sc)+"%").Scan(&n)
-	return n, err
+	if err != nil {
+		return 0, fmt.Errorf("count processed orders: %w", err)
+	}
+	return n, nil
 }
 
 // depth sums the messages in the three queues (or their DLQs).

@@ -19,7 +19,7 @@ func TestPromotionDrill(t *testing.T) {
 	env := testenv.Open(t, "drill")
 	// Not t.TempDir(): PostgreSQL runs as the postgres user, who must be
 	// able to reach the directory.
-	dir, err := os.MkdirTemp("", "orderpipe-drill-")
+	dir, err := os.MkdirTemp("", "orderpipe-drill-") //nolint:usetesting // t.TempDir's parent is private to this user: see above
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,9 @@ func TestPromotionDrill(t *testing.T) {
 			t.Logf("drill state kept in %s (worker.log, pgbouncer.log, pg/*.log)", dir)
 			return
 		}
-		os.RemoveAll(dir)
+		if err := os.RemoveAll(dir); err != nil {
+			t.Logf("drill state left in %s: %v", dir, err)
+		}
 	})
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)

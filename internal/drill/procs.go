@@ -37,11 +37,11 @@ func pgBin(name string) (string, error) {
 
 // asPostgres runs a command as the postgres OS user when we are root:
 // PostgreSQL refuses to run as root.
-func asPostgres(name string, args ...string) *exec.Cmd {
+func asPostgres(ctx context.Context, name string, args ...string) *exec.Cmd {
 	if os.Geteuid() == 0 {
-		return exec.Command("runuser", append([]string{"-u", "postgres", "--", name}, args...)...)
+		return exec.CommandContext(ctx, "runuser", append([]string{"-u", "postgres", "--", name}, args...)...)
 	}
-	return exec.Command(name, args...)
+	return exec.CommandContext(ctx, name, args...)
 }
 
 // chownPostgres hands dir to the postgres user when we are root.
@@ -55,12 +55,15 @@ func chownPostgres(dir string) error {
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
-	return filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+	if err := filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
 		if err != nil {
 			return err
 		}
 		return os.Lchown(p, uid, gid)
-	})
+	}); err != nil {
+		return fmt.Errorf("drill: hand %s to postgres: %w", dir, err)
+	}
+	return nil
 }
 
 func run(cmd *exec.Cmd) error {
@@ -89,22 +92,24 @@ func (n *node) url(db string) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", n.port, db)
 }
 
-func (n *node) ctl(args ...string) error {
+func (n *node) ctl(ctx context.Context, args ...string) error {
 	bin, err := pgBin("pg_ctl")
 	if err != nil {
 		return err
 	}
-	return run(asPostgres(bin, append([]string{"-D", n.dir}, args...)...))
+	return run(asPostgres(ctx, bin, append([]string{"-D", n.dir}, args...)...))
 }
 
-func (n *node) start() error {
-	return n.ctl("-w", "-t", "60", "-l", n.dir+".log", "-o", fmt.Sprintf("-p %d -k %s", n.port, n.dir), "start")
+func (n *node) start(ctx context.Context) error {
+	return n.ctl(ctx, "-w", "-t", "60", "-l", n.dir+".log", "-o", fmt.Sprintf("-p %d -k %s", n.port, n.dir), "start")
 }
 
 // stop stops the server: "immediate" is a crash, "fast" a clean restart's stop.
-func (n *node) stop(mode string) error { return n.ctl("-w", "-m", mode, "stop") }
+func (n *node) stop(ctx context.Context, mode string) error {
+	return n.ctl(ctx, "-w", "-m", mode, "stop")
+}
 
-func (n *node) promote() error { return n.ctl("-w", "-t", "60", "promote") }
+func (n *node) promote(ctx context.Context) error { return n.ctl(ctx, "-w", "-t", "60", "promote") }
 
 // writable waits until the server accepts writes, and says when it did.
 func (n *node) writable(ctx context.Context) (time.Time, error) {
@@ -125,32 +130,32 @@ func (n *node) isWriter(ctx context.Context) (bool, error) {
 	defer cancel()
 	conn, err := pgx.Connect(cctx, n.url("postgres"))
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("drill: connect to %s: %w", n.name, err)
 	}
-	defer conn.Close(context.Background())
+	defer conn.Close(context.WithoutCancel(ctx))
 	var recovery bool
 	if err := conn.QueryRow(cctx, `SELECT pg_is_in_recovery()`).Scan(&recovery); err != nil {
-		return false, err
+		return false, fmt.Errorf("drill: ask %s whether it is in recovery: %w", n.name, err)
 	}
 	return !recovery, nil
 }
 
 // initPrimary creates and starts a primary that allows streaming replication.
-func initPrimary(n *node) error {
+func initPrimary(ctx context.Context, n *node) error {
 	bin, err := pgBin("initdb")
 	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(n.dir), 0o755); err != nil {
-		return err
+		return fmt.Errorf("drill: %w", err)
 	}
 	if err := os.MkdirAll(n.dir, 0o700); err != nil {
-		return err
+		return fmt.Errorf("drill: %w", err)
 	}
 	if err := chownPostgres(filepath.Dir(n.dir)); err != nil {
 		return err
 	}
-	if err := run(asPostgres(bin, "-D", n.dir, "-U", "postgres", "-A", "trust", "--no-sync")); err != nil {
+	if err := run(asPostgres(ctx, bin, "-D", n.dir, "-U", "postgres", "-A", "trust", "--no-sync")); err != nil {
 		return err
 	}
 	conf := `
@@ -165,44 +170,44 @@ synchronous_standby_names = '*'
 synchronous_commit = on
 max_connections = 100
 `
-	f, err := os.OpenFile(filepath.Join(n.dir, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
+	if err := appendFile(filepath.Join(n.dir, "postgresql.conf"), conf); err != nil {
 		return err
 	}
-	if _, err := f.WriteString(conf); err != nil {
-		f.Close()
-		return err
+	return n.start(ctx)
+}
+
+// appendFile appends s to the file at path, which must exist.
+func appendFile(path, s string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("drill: %w", err)
+	}
+	if _, err := f.WriteString(s); err != nil {
+		_ = f.Close() // the write failed already
+		return fmt.Errorf("drill: append to %s: %w", path, err)
 	}
 	if err := f.Close(); err != nil {
-		return err
+		return fmt.Errorf("drill: append to %s: %w", path, err)
 	}
-	return n.start()
+	return nil
 }
 
 // initStandby clones primary into n as a streaming standby and starts it.
-func initStandby(primary, n *node) error {
+func initStandby(ctx context.Context, primary, n *node) error {
 	bin, err := pgBin("pg_basebackup")
 	if err != nil {
 		return err
 	}
-	if err := run(asPostgres(bin, "-h", "127.0.0.1", "-p", strconv.Itoa(primary.port), "-U", "postgres",
+	if err := run(asPostgres(ctx, bin, "-h", "127.0.0.1", "-p", strconv.Itoa(primary.port), "-U", "postgres",
 		"-D", n.dir, "-R", "-X", "stream", "--no-sync")); err != nil {
 		return err
 	}
 	// The clone inherits synchronous_standby_names; once promoted it has no
 	// standby of its own and would wait for one forever.
-	f, err := os.OpenFile(filepath.Join(n.dir, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
+	if err := appendFile(filepath.Join(n.dir, "postgresql.auto.conf"), "synchronous_standby_names = ''\n"); err != nil {
 		return err
 	}
-	if _, err := f.WriteString("synchronous_standby_names = ''\n"); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return n.start()
+	return n.start(ctx)
 }
 
 // process is a daemon the drill started (PgBouncer, Redis).
@@ -213,18 +218,21 @@ type process struct {
 	log  string
 }
 
-func (p *process) start() error {
+// start starts the daemon; it runs until stop, whatever becomes of ctx.
+func (p *process) start(ctx context.Context) error {
 	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
-		return err
+		return fmt.Errorf("drill: log of %s: %w", p.name, err)
 	}
-	p.cmd = exec.Command(p.args[0], p.args[1:]...)
+	p.cmd = exec.CommandContext(context.WithoutCancel(ctx), p.args[0], p.args[1:]...)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	if err := p.cmd.Start(); err != nil {
-		f.Close()
+		_ = f.Close() // nothing was written
 		return fmt.Errorf("drill: start %s: %w", p.name, err)
 	}
-	go func() { _ = p.cmd.Wait(); f.Close() }()
+	// The daemon writes its log through its own descriptor; ours is closed
+	// when it exits, and a failure to close it loses nothing.
+	go func() { _ = p.cmd.Wait(); _ = f.Close() }()
 	return nil
 }
 
@@ -232,23 +240,27 @@ func (p *process) signal(s syscall.Signal) error {
 	if p.cmd == nil || p.cmd.Process == nil {
 		return errors.New("drill: " + p.name + " is not running")
 	}
-	return p.cmd.Process.Signal(s)
+	if err := p.cmd.Process.Signal(s); err != nil {
+		return fmt.Errorf("drill: signal %s: %w", p.name, err)
+	}
+	return nil
 }
 
 // stop stops the process and waits until its port is free.
-func (p *process) stop(port int) {
+func (p *process) stop(ctx context.Context, port int) {
 	if p.cmd == nil || p.cmd.Process == nil {
 		return
 	}
 	_ = p.cmd.Process.Kill()
-	for deadline := time.Now().Add(5 * time.Second); portOpen(port) && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(5 * time.Second); portOpen(ctx, port) && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
 	p.cmd = nil
 }
 
-func portOpen(port int) bool {
-	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 100*time.Millisecond)
+func portOpen(ctx context.Context, port int) bool {
+	d := net.Dialer{Timeout: 100 * time.Millisecond}
+	c, err := d.DialContext(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		return false
 	}
@@ -257,7 +269,7 @@ func portOpen(port int) bool {
 }
 
 func waitPort(ctx context.Context, port int) error {
-	for !portOpen(port) {
+	for !portOpen(ctx, port) {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("drill: nothing listens on :%d: %w", port, ctx.Err())
@@ -274,7 +286,7 @@ func pgbouncerConfig(dir string, port, writerPort, poolSize int) (string, error)
 	ini := filepath.Join(dir, "pgbouncer.ini")
 	users := filepath.Join(dir, "userlist.txt")
 	if err := os.WriteFile(users, []byte(`"postgres" ""`+"\n"), 0o644); err != nil {
-		return "", err
+		return "", fmt.Errorf("drill: PgBouncer users: %w", err)
 	}
 	userLine := ""
 	if os.Geteuid() == 0 {
@@ -299,7 +311,7 @@ ignore_startup_parameters = extra_float_digits
 admin_users = postgres
 %s`, writerPort, port, users, poolSize, userLine)
 	if err := os.WriteFile(ini, []byte(conf), 0o644); err != nil {
-		return "", err
+		return "", fmt.Errorf("drill: PgBouncer configuration: %w", err)
 	}
 	return ini, nil
 }

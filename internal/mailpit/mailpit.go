@@ -16,7 +16,7 @@ func Count(ctx context.Context, baseURL, s string) (int, error) {
 	q := url.Values{"query": {fmt.Sprintf("to:%q", s)}, "limit": {"1"}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/api/v1/search?"+q.Encode(), nil)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("mailpit search: %w", err)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -36,16 +36,14 @@ var Products = []catalog.Product{
 	{SKU: "SIGNED-BOOK", Name: "Signed book", Price: 3499, Stock: 300},
 }
 
-func ptr[T any](v T) *T { return &v }
-
 // Coupons are the demo coupons: one of each rule.
 var Coupons = []catalog.Coupon{
 	{Code: "SAVE10", Kind: catalog.CouponPercent, PercentBP: 1000},
 	{Code: "TENOFF50", Kind: catalog.CouponFixed, AmountOff: 1000, MinOrder: 5000},
 	{Code: "WELCOME5", Kind: catalog.CouponFixed, AmountOff: 500},
-	{Code: "PROMO25", Kind: catalog.CouponPercent, PercentBP: 2500, MaxRedemptions: ptr(20)},
+	{Code: "PROMO25", Kind: catalog.CouponPercent, PercentBP: 2500, MaxRedemptions: new(20)},
 	{Code: "EXPIRED", Kind: catalog.CouponPercent, PercentBP: 5000,
-		ValidFrom: ptr(time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)), ValidUntil: ptr(time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC))},
+		ValidFrom: new(time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)), ValidUntil: new(time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC))},
 }
 
 // SampleOrders returns n order.placed events with 1–5 items each over the

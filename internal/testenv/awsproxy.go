@@ -53,7 +53,7 @@ func StartAWSProxy(t testing.TB, upstream string) *AWSProxy {
 	if err != nil {
 		t.Fatalf("aws proxy upstream %q: %v", upstream, err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := listenLocal(t)
 	if err != nil {
 		t.Fatalf("aws proxy listener: %v", err)
 	}

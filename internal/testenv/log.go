@@ -1,12 +1,11 @@
 package testenv
 
 import (
-	"io"
 	"log/slog"
 	"os"
 )
 
-func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // Logger returns the logger for in-process workers: quiet unless
 // ORDERPIPE_TEST_LOG=1, when it writes JSON to stderr.

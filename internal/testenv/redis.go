@@ -42,7 +42,8 @@ func (r *RedisServer) Start(t testing.TB) {
 	if r.cmd != nil {
 		return
 	}
-	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+	// Stop ends the server (a staged outage), not the test's context.
+	r.cmd = exec.CommandContext(context.WithoutCancel(t.Context()), "redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--loglevel", "warning")
 	if err := r.cmd.Start(); err != nil {
 		t.Fatalf("start redis-server: %v", err)
@@ -67,10 +68,25 @@ func (r *RedisServer) Stop(t testing.TB) {
 // FreePort returns a TCP port on 127.0.0.1 that nothing listens on.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := listenLocal(t)
 	if err != nil {
 		t.Fatalf("find a free port: %v", err)
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	addr, ok := l.Addr().(*net.TCPAddr)
+	if !ok {
+		t.Fatalf("find a free port: %v is not a TCP address", l.Addr())
+	}
+	return addr.Port
+}
+
+// listenLocal listens on a free port of 127.0.0.1.
+func listenLocal(t testing.TB) (net.Listener, error) {
+	t.Helper()
+	var lc net.ListenConfig
+	l, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen on 127.0.0.1: %w", err)
+	}
+	return l, nil
 }

@@ -53,7 +53,7 @@ const (
 // message; it stops when the test ends.
 func StartSMTP(t testing.TB) *SMTPServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := listenLocal(t)
 	if err != nil {
 		t.Fatalf("smtp listener: %v", err)
 	}
@@ -128,9 +128,7 @@ func (s *SMTPServer) serve() {
 		s.mu.Lock()
 		s.conns[c] = true
 		s.mu.Unlock()
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
+		s.wg.Go(func() {
 			defer func() {
 				s.mu.Lock()
 				delete(s.conns, c)
@@ -138,7 +136,7 @@ func (s *SMTPServer) serve() {
 				_ = c.Close()
 			}()
 			s.session(c)
-		}()
+		})
 	}
 }
 
@@ -165,48 +163,38 @@ func (s *SMTPServer) session(c net.Conn) {
 	var to string
 	for {
 		line, err := r.ReadString('\n')
-		if err != nil {
+		if err != nil || !s.command(r, line, &to, reply) {
 			return
 		}
-		cmd := strings.ToUpper(strings.TrimSpace(line))
-		switch {
-		case strings.HasPrefix(cmd, "EHLO"), strings.HasPrefix(cmd, "HELO"):
-			if !reply("250-testenv\r\n250 8BITMIME") {
-				return
-			}
-		case strings.HasPrefix(cmd, "MAIL FROM"):
-			to = ""
-			if !reply("250 ok") {
-				return
-			}
-		case strings.HasPrefix(cmd, "RCPT TO"):
-			to = strings.Trim(strings.TrimSpace(line)[len("RCPT TO:"):], "<> ")
-			if !reply("250 ok") {
-				return
-			}
-		case cmd == "DATA":
-			if !reply("354 go ahead") {
-				return
-			}
-			m, ok := readData(r, to)
-			if !ok {
-				return
-			}
-			if !s.verdict(m, reply) {
-				return
-			}
-		case cmd == "RSET", cmd == "NOOP":
-			if !reply("250 ok") {
-				return
-			}
-		case cmd == "QUIT":
-			reply("221 bye")
-			return
-		default:
-			if !reply("502 not implemented") {
-				return
-			}
+	}
+}
+
+// command answers one command line of a session (reading the message after
+// DATA); false ends the session. to is the session's recipient.
+func (s *SMTPServer) command(r *bufio.Reader, line string, to *string, reply func(string) bool) bool {
+	cmd := strings.ToUpper(strings.TrimSpace(line))
+	switch {
+	case strings.HasPrefix(cmd, "EHLO"), strings.HasPrefix(cmd, "HELO"):
+		return reply("250-testenv\r\n250 8BITMIME")
+	case strings.HasPrefix(cmd, "MAIL FROM"):
+		*to = ""
+		return reply("250 ok")
+	case strings.HasPrefix(cmd, "RCPT TO"):
+		*to = strings.Trim(strings.TrimSpace(line)[len("RCPT TO:"):], "<> ")
+		return reply("250 ok")
+	case cmd == "DATA":
+		if !reply("354 go ahead") {
+			return false
 		}
+		m, ok := readData(r, *to)
+		return ok && s.verdict(m, reply)
+	case cmd == "RSET", cmd == "NOOP":
+		return reply("250 ok")
+	case cmd == "QUIT":
+		reply("221 bye")
+		return false
+	default:
+		return reply("502 not implemented")
 	}
 }
 
@@ -228,8 +216,9 @@ func (s *SMTPServer) verdict(m ReceivedMail, reply func(string) bool) bool {
 		return false
 	case SMTPRefuse:
 		return reply("554 refused by the test")
+	default: // SMTPAccept
+		return reply("250 queued")
 	}
-	return reply("250 queued")
 }
 
 // readData reads a message up to the line holding a single dot.

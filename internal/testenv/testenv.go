@@ -57,9 +57,9 @@ type Env struct {
 }
 
 var (
-	once   sync.Once
-	shared *Env
-	setErr error
+	once     sync.Once
+	shared   *Env
+	errSetup error
 )
 
 // Open returns the binary's environment, creating its database (dropped and
@@ -72,9 +72,9 @@ func Open(t testing.TB, name string) *Env {
 	if testing.Short() {
 		t.Skip("integration test: skipped by -short")
 	}
-	once.Do(func() { shared, setErr = setup(name) })
-	if setErr != nil {
-		t.Fatalf("integration environment (run `make up` first): %v", setErr)
+	once.Do(func() { shared, errSetup = setup(name) })
+	if errSetup != nil {
+		t.Fatalf("integration environment (run `make up` first): %v", errSetup)
 	}
 	return shared
 }
@@ -92,7 +92,7 @@ func setup(name string) (*Env, error) {
 	defer admin.Close(ctx)
 	for _, q := range []string{
 		fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", pgx.Identifier{dbName}.Sanitize()),
-		fmt.Sprintf("CREATE DATABASE %s", pgx.Identifier{dbName}.Sanitize()),
+		"CREATE DATABASE " + pgx.Identifier{dbName}.Sanitize(),
 	} {
 		if _, err := admin.Exec(ctx, q); err != nil {
 			return nil, fmt.Errorf("%s: %w", q, err)

@@ -13,22 +13,28 @@ import (
 // Seed inserts the catalog and coupons. Existing rows are left alone, so a
 // second run changes nothing; Reset puts them back to these values.
 func Seed(ctx context.Context, db *store.DB, products []catalog.Product, coupons []catalog.Coupon) error {
-	return pgx.BeginFunc(ctx, db.Pool(), func(tx pgx.Tx) error { return seed(ctx, tx, products, coupons, false) })
+	if err := pgx.BeginFunc(ctx, db.Pool(), func(tx pgx.Tx) error { return seed(ctx, tx, products, coupons, false) }); err != nil {
+		return fmt.Errorf("admin: seed: %w", err)
+	}
+	return nil
 }
 
 // Reset empties every order table, restarts invoice numbering and puts
 // stock, prices and coupons back to the seed values. For demos and tests:
 // never run it against production.
 func Reset(ctx context.Context, db *store.DB, products []catalog.Product, coupons []catalog.Coupon) error {
-	return pgx.BeginFunc(ctx, db.Pool(), func(tx pgx.Tx) error {
+	if err := pgx.BeginFunc(ctx, db.Pool(), func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `
 			TRUNCATE processed_events, invoice_lines, invoices, coupon_redemptions, billing_cancellations,
 			         reservations, stock_movements, notifications, outbox;
 			UPDATE invoice_counter SET last = 0`); err != nil {
-			return fmt.Errorf("reset: %w", err)
+			return fmt.Errorf("empty the order tables: %w", err)
 		}
 		return seed(ctx, tx, products, coupons, true)
-	})
+	}); err != nil {
+		return fmt.Errorf("admin: reset: %w", err)
+	}
+	return nil
 }
 
 func seed(ctx context.Context, tx pgx.Tx, products []catalog.Product, coupons []catalog.Coupon, overwrite bool) error {

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -58,6 +59,8 @@ type cachedProduct struct {
 
 // putScript sets KEYS[1] to ARGV[1] .. '|' .. ARGV[2] with TTL ARGV[3] ms,
 // unless it holds a newer version.
+//
+//nolint:dupword // Lua closes nested blocks with "end end"
 var putScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur then
@@ -79,8 +82,10 @@ func (c *ProductCache) Products(ctx context.Context, skus []events.SKU) (map[eve
 	}
 	var vals []any
 	err := c.r.do("cache", func() (err error) {
-		vals, err = c.r.rdb.MGet(ctx, keys...).Result()
-		return err
+		if vals, err = c.r.rdb.MGet(ctx, keys...).Result(); err != nil {
+			return fmt.Errorf("mget %d products: %w", len(keys), err)
+		}
+		return nil
 	})
 	if err != nil {
 		c.r.metrics.CacheRequests.WithLabelValues("error").Add(float64(len(skus)))

@@ -23,7 +23,7 @@ func TestStaleFillCannotOverwriteNewerEntry(t *testing.T) {
 	if url == "" {
 		url = "redis://127.0.0.1:6379/0"
 	}
-	r, err := Open(Config{URL: url, KeyPrefix: "orderpipe-test:" + uuid.NewString()[:8] + ":"})
+	r, err := Open(context.Background(), Config{URL: url, KeyPrefix: "orderpipe-test:" + uuid.NewString()[:8] + ":"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,8 +71,9 @@ func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
 func RouteRedisLog(log *slog.Logger) { redis.SetLogger(redisLog{log: log}) }
 
 // Open returns the Redis client. Like the pool, it does not fail when
-// Redis is down.
-func Open(cfg Config) (*Client, error) {
+// Redis is down. ctx's values (not its cancellation) reach the breaker's
+// prober, which runs until Close.
+func Open(ctx context.Context, cfg Config) (*Client, error) {
 	opt, err := redis.ParseURL(cfg.URL)
 	if err != nil {
 		// The URL may carry a password: do not echo it.
@@ -94,7 +95,7 @@ func Open(cfg Config) (*Client, error) {
 	// Redis before the breaker opens.
 	opt.MaxRetries, opt.DialerRetries, opt.DialerRetryTimeout = -1, 1, time.Millisecond
 	r := &Client{rdb: redis.NewClient(opt), prefix: cfg.KeyPrefix, metrics: metrics.Or(cfg.Metrics)}
-	r.br = resilience.NewBreaker(resilience.BreakerConfig{
+	r.br = resilience.NewBreaker(ctx, resilience.BreakerConfig{
 		Name: "redis", Failures: 3, OpenFor: BreakerOpenFor, Logger: log, Metrics: r.metrics,
 		Effect: "idempotency keys and product cache bypassed, the database decides alone (slower, still exactly once)",
 	})
@@ -104,7 +105,10 @@ func Open(cfg Config) (*Client, error) {
 // Close closes the client.
 func (r *Client) Close() error {
 	r.br.Close()
-	return r.rdb.Close()
+	if err := r.rdb.Close(); err != nil {
+		return fmt.Errorf("close redis client: %w", err)
+	}
+	return nil
 }
 
 // Ping checks that Redis answers (for readiness reports; the worker runs without it).

@@ -100,8 +100,10 @@ func (k *Keys) Begin(ctx context.Context, handler string, id events.EventID, fin
 	l := handlers.Lease{Key: k.r.key("idem", handler, string(id)), Token: uuid.NewString(), Fingerprint: fingerprint}
 	var res []any
 	err := k.r.do("idempotency", func() (err error) {
-		res, err = beginScript.Run(ctx, k.r.rdb, []string{l.Key}, fingerprint, l.Token, k.lease.Milliseconds()).Slice()
-		return err
+		if res, err = beginScript.Run(ctx, k.r.rdb, []string{l.Key}, fingerprint, l.Token, k.lease.Milliseconds()).Slice(); err != nil {
+			return fmt.Errorf("begin script: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
 		return l, fmt.Errorf("begin %s: %w", l.Key, err)
@@ -126,8 +128,10 @@ func held(l handlers.Lease) string { return "L|" + l.Fingerprint + "|" + l.Token
 func (k *Keys) Renew(ctx context.Context, l handlers.Lease) error {
 	var n int64
 	err := k.r.do("idempotency", func() (err error) {
-		n, err = renewScript.Run(ctx, k.r.rdb, []string{l.Key}, held(l), k.lease.Milliseconds()).Int64()
-		return err
+		if n, err = renewScript.Run(ctx, k.r.rdb, []string{l.Key}, held(l), k.lease.Milliseconds()).Int64(); err != nil {
+			return fmt.Errorf("renew script: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("renew %s: %w", l.Key, err)

@@ -32,7 +32,7 @@ func openRedisWithMetrics(t *testing.T, url string) (*redisstore.Client, string,
 	t.Helper()
 	prefix := "orderpipe-test:" + uuid.NewString()[:8] + ":"
 	m := metrics.New()
-	r, err := redisstore.Open(redisstore.Config{URL: url, KeyPrefix: prefix, Logger: testenv.Logger(), Metrics: m})
+	r, err := redisstore.Open(context.Background(), redisstore.Config{URL: url, KeyPrefix: prefix, Logger: testenv.Logger(), Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,6 +60,7 @@ modified: unknown
 go:       go1.26.8
 `,
 		},
+		//nolint:dupword // "unknown unknown": neither the module path nor its version is known
 		{
 			name: "no build information at all",
 			want: `worker unknown

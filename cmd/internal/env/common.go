@@ -35,8 +35,8 @@ func LoadCommon(e *Env) Common {
 	c.Prefix = e.String("ORDERPIPE_NAME_PREFIX", "", "prefix for the topic and queue names (to keep environments apart)")
 	c.Store = store.Config{
 		URL:                e.URL("DATABASE_URL", "postgres://postgres@127.0.0.1:6432/orderpipe?sslmode=disable", "PostgreSQL through the proxy (PgBouncer locally, RDS Proxy in AWS)"),
-		MaxConns:           int32(e.Int("DB_MAX_CONNS", store.MaxConnsDefault, 1, 1000, "most database connections this process holds")),
-		MinConns:           int32(e.Int("DB_MIN_CONNS", 0, 0, 1000, "idle database connections kept open")),
+		MaxConns:           int32(e.Int("DB_MAX_CONNS", store.MaxConnsDefault, 1, 1000, "most database connections this process holds")), //nolint:gosec // G115: e.Int bounds it to 1..1000
+		MinConns:           int32(e.Int("DB_MIN_CONNS", 0, 0, 1000, "idle database connections kept open")),                              //nolint:gosec // G115: e.Int bounds it to 0..1000
 		Proxy:              e.String("DB_PROXY", store.ProxyPgBouncer, "what DATABASE_URL points at: pgbouncer, rds-proxy or none; sets the statement mode and the checks (rds-proxy: verify-full TLS against the system roots unless the URL or DB_TLS_CA_FILE names TLS)"),
 		MaxConnLifetime:    e.Duration("DB_MAX_CONN_LIFETIME", store.MaxConnLifetimeDefault, "retire connections after this; must stay below DB_PROXY_CLIENT_TIMEOUT"),
 		MaxConnIdleTime:    e.Duration("DB_MAX_CONN_IDLE_TIME", store.MaxConnIdleTimeDefault, "close connections idle this long; must stay below DB_PROXY_CLIENT_TIMEOUT"),
@@ -92,7 +92,7 @@ func (c Common) StoreConfig(ctx context.Context) (store.Config, error) {
 // can take a whole REDIS_TIMEOUT.
 func CheckIdempotencyLease(e *Env, lease, redisTimeout time.Duration) {
 	if floor := IdempotencyLeaseFloor(redisTimeout); lease < floor {
-		e.Fail("IDEMPOTENCY_LEASE", "%s is too short: it is renewed every third of itself and a renewal can take REDIS_TIMEOUT (%s); want at least 1s and 3 x REDIS_TIMEOUT (%s)", lease, redisTimeout, floor)
+		e.Failf("IDEMPOTENCY_LEASE", "%s is too short: it is renewed every third of itself and a renewal can take REDIS_TIMEOUT (%s); want at least 1s and 3 x REDIS_TIMEOUT (%s)", lease, redisTimeout, floor)
 	}
 }
 

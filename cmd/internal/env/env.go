@@ -142,7 +142,7 @@ func (e *Env) Bool(name string, def bool, help string) bool {
 // List returns the variable split on commas, blanks dropped.
 func (e *Env) List(name, def, help string) []string {
 	var out []string
-	for _, p := range strings.Split(e.lookup(name, def, help, Plain), ",") {
+	for p := range strings.SplitSeq(e.lookup(name, def, help, Plain), ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			out = append(out, p)
 		}
@@ -150,8 +150,8 @@ func (e *Env) List(name, def, help string) []string {
 	return out
 }
 
-// Fail records a validation error found by the caller.
-func (e *Env) Fail(name, format string, args ...any) {
+// Failf records a validation error found by the caller.
+func (e *Env) Failf(name, format string, args ...any) {
 	e.errs = append(e.errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
 }
 

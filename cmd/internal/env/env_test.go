@@ -83,10 +83,15 @@ func TestEffectiveRedactsByKind(t *testing.T) {
 	e.String("PLAIN", "", "")
 	got := map[string]any{}
 	eff := e.Effective()
-	for i := 0; i < len(eff); i += 2 {
-		got[eff[i].(string)] = eff[i+1]
-		if strings.Contains(eff[i+1].(string), "s3cret") {
-			t.Errorf("%s logged as %q", eff[i], eff[i+1])
+	for i := 0; i+1 < len(eff); i += 2 {
+		name, nok := eff[i].(string)
+		val, vok := eff[i+1].(string)
+		if !nok || !vok {
+			t.Fatalf("Effective()[%d:%d] = %#v, %#v; want a name and a string value", i, i+2, eff[i], eff[i+1])
+		}
+		got[name] = val
+		if strings.Contains(val, "s3cret") {
+			t.Errorf("%s logged as %q", name, val)
 		}
 	}
 	want := map[string]any{"DATABASE_URL": Redacted, "REDIS_URL": "redis://:redacted@cache:6379/0", "SMTP_PASSWORD": Redacted, "PLAIN": "30s"}

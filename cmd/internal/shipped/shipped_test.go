@@ -2,6 +2,7 @@ package shipped
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,12 +61,12 @@ func deps(t *testing.T, cmds ...string) (pkgs, mods []string) {
 	out, err := exec.CommandContext(ctx, "go", args...).Output()
 	if err != nil {
 		var stderr []byte
-		if ee, ok := err.(*exec.ExitError); ok {
+		if ee, ok := errors.AsType[*exec.ExitError](err); ok {
 			stderr = ee.Stderr
 		}
 		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, stderr)
 	}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+	for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
 		pkg, mod, _ := strings.Cut(line, "\t")
 		pkgs = append(pkgs, pkg)
 		if mod != "" && !slices.Contains(mods, mod) {

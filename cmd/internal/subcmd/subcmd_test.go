@@ -13,7 +13,7 @@ func testProgram(ran *[]string) Program[*Base] {
 	return Program[*Base]{
 		Name: "orderbench", Version: "v1.2.3",
 		Commands: []Command[*Base]{
-			{Name: "ok", Usage: "succeeds", Run: func(_ context.Context, c *Base, args []string) error {
+			{Name: "ok", Usage: "succeeds", Run: func(_ context.Context, _ *Base, args []string) error {
 				*ran = append(*ran, "ok "+strings.Join(args, " "))
 				return nil
 			}},

@@ -30,6 +30,6 @@ func main() {
 			fmt.Fprintln(os.Stderr, "render:", err)
 			os.Exit(1)
 		}
-		fmt.Println("wrote", p)
+		fmt.Fprintln(os.Stdout, "wrote", p)
 	}
 }

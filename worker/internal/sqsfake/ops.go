@@ -109,12 +109,12 @@ func received(m *Message, in *sqs.ReceiveMessageInput) sqstypes.Message {
 		}
 	}
 	for _, name := range in.MessageSystemAttributeNames {
-		switch name {
-		case sqstypes.MessageSystemAttributeNameApproximateReceiveCount, sqstypes.MessageSystemAttributeNameAll:
+		// The fake keeps only the two attributes the runtime reads.
+		all := name == sqstypes.MessageSystemAttributeNameAll
+		if all || name == sqstypes.MessageSystemAttributeNameApproximateReceiveCount {
 			out.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)] = strconv.Itoa(m.ReceiveCount)
 		}
-		switch name {
-		case sqstypes.MessageSystemAttributeNameSentTimestamp, sqstypes.MessageSystemAttributeNameAll:
+		if all || name == sqstypes.MessageSystemAttributeNameSentTimestamp {
 			out.Attributes[string(sqstypes.MessageSystemAttributeNameSentTimestamp)] = strconv.FormatInt(m.SentAt.UnixMilli(), 10)
 		}
 	}

@@ -18,8 +18,7 @@ func str(v string) sqstypes.MessageAttributeValue {
 }
 
 func errCode(err error) string {
-	var api smithy.APIError
-	if errors.As(err, &api) {
+	if api, ok := errors.AsType[smithy.APIError](err); ok {
 		return api.ErrorCode()
 	}
 	return ""

@@ -1,8 +1,9 @@
-package main
+package workerenv
 
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -25,7 +26,7 @@ func lookupMap(vars map[string]string) func(string) (string, bool) {
 }
 
 // hermeticAWS empties the process environment of what the AWS SDK (which
-// reads the process environment, not load's lookup) and pgx would pick up
+// reads the process environment, not Load's lookup) and pgx would pick up
 // from the test's own environment (`scripts/stack.sh env` exports the
 // emulator's endpoint and keys), for the duration of the test.
 func hermeticAWS(t *testing.T) {
@@ -38,7 +39,9 @@ func hermeticAWS(t *testing.T) {
 		"PGSSLMODE", "PGSSLROOTCERT", "PGPASSWORD", "PGPASSFILE", "PGSERVICE", "PGHOST", "PGPORT", "PGUSER",
 	} {
 		t.Setenv(k, "") // restores the original when the test ends
-		os.Unsetenv(k)
+		if err := os.Unsetenv(k); err != nil {
+			t.Fatal(err)
+		}
 	}
 	dir := t.TempDir()
 	t.Setenv("AWS_CONFIG_FILE", dir+"/config")
@@ -65,7 +68,7 @@ func TestIdempotencyLeaseBelowTheRenewalFloorIsRefused(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := load(lookupMap(tt.vars)).check(context.Background())
+			err := Load(lookupMap(tt.vars)).Check(context.Background())
 			if !tt.wantErr {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -73,7 +76,7 @@ func TestIdempotencyLeaseBelowTheRenewalFloorIsRefused(t *testing.T) {
 				return
 			}
 			if err == nil || !strings.Contains(err.Error(), "IDEMPOTENCY_LEASE") {
-				t.Fatalf("check() = %v, want a refusal naming IDEMPOTENCY_LEASE", err)
+				t.Fatalf("Check() = %v, want a refusal naming IDEMPOTENCY_LEASE", err)
 			}
 		})
 	}
@@ -84,23 +87,23 @@ func TestIdempotencyLeaseBelowTheRenewalFloorIsRefused(t *testing.T) {
 // variables point it at an emulator.
 func TestDefaultsGoToAWSNotTheEmulator(t *testing.T) {
 	hermeticAWS(t)
-	w := load(lookupMap(nil))
-	if err := w.check(context.Background()); err != nil {
+	w := Load(lookupMap(nil))
+	if err := w.Check(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if ep := w.cfg.AWS.BaseEndpoint; ep != nil {
+	if ep := w.App.AWS.BaseEndpoint; ep != nil {
 		t.Errorf("BaseEndpoint = %q with nothing set, want none (AWS's own endpoints)", *ep)
 	}
-	if aws.IsCredentialsProvider(w.cfg.AWS.Credentials, (*credentials.StaticCredentialsProvider)(nil)) {
+	if aws.IsCredentialsProvider(w.App.AWS.Credentials, (*credentials.StaticCredentialsProvider)(nil)) {
 		t.Errorf("credentials are a static provider with nothing set, want the default chain")
 	}
 
 	t.Setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
-	w = load(lookupMap(nil))
-	if err := w.check(context.Background()); err != nil {
+	w = Load(lookupMap(nil))
+	if err := w.Check(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if ep := aws.ToString(w.cfg.AWS.BaseEndpoint); ep != "http://127.0.0.1:4566" {
+	if ep := aws.ToString(w.App.AWS.BaseEndpoint); ep != "http://127.0.0.1:4566" {
 		t.Errorf("BaseEndpoint = %q with AWS_ENDPOINT_URL set, want the SDK to have read it", ep)
 	}
 }
@@ -131,9 +134,7 @@ func shippedTaskEnvironment(t *testing.T) map[string]string {
 		t.Fatal(err)
 	}
 	vars := map[string]string{}
-	for name, v := range c.Env {
-		vars[name] = v
-	}
+	maps.Copy(vars, c.Env)
 	for name, v := range secrets {
 		if _, dup := vars[name]; dup {
 			t.Fatalf("%s is both an environment variable and a secret of the task", name)
@@ -172,23 +173,23 @@ func TestTaskDefinitionPassesTheWorkersCheck(t *testing.T) {
 	t.Setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", ecsCreds.URL+"/v2/credentials")
 
 	ctx := context.Background()
-	w := load(lookupMap(vars))
-	if err := w.check(ctx); err != nil {
+	w := Load(lookupMap(vars))
+	if err := w.Check(ctx); err != nil {
 		t.Fatalf("the task definition's environment is refused: %v", err)
 	}
-	if ep := w.cfg.AWS.BaseEndpoint; ep != nil {
+	if ep := w.App.AWS.BaseEndpoint; ep != nil {
 		t.Errorf("BaseEndpoint = %q, want AWS's own", *ep)
 	}
-	if u, err := url.Parse(w.cfg.Redis.URL); err != nil || u.Scheme != "rediss" || u.User == nil {
+	if u, err := url.Parse(w.App.Redis.URL); err != nil || u.Scheme != "rediss" || u.User == nil {
 		t.Errorf("REDIS_URL is not rediss:// with the AUTH token: ElastiCache requires both")
 	}
-	if w.cfg.Store.IAM == nil || w.cfg.Store.Proxy != store.ProxyRDS {
-		t.Fatalf("store config has IAM %v, proxy %q; want IAM behind rds-proxy", w.cfg.Store.IAM != nil, w.cfg.Store.Proxy)
+	if w.App.Store.IAM == nil || w.App.Store.Proxy != store.ProxyRDS {
+		t.Fatalf("store config has IAM %v, proxy %q; want IAM behind rds-proxy", w.App.Store.IAM != nil, w.App.Store.Proxy)
 	}
 	if n := fetches.Load(); n != 0 {
 		t.Fatalf("the check fetched credentials %d times, want none", n)
 	}
-	pc, err := store.PoolConfig(w.cfg.Store)
+	pc, err := store.PoolConfig(w.App.Store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +197,7 @@ func TestTaskDefinitionPassesTheWorkersCheck(t *testing.T) {
 		t.Fatalf("TLS config %+v with %d fallbacks, want verify-full against the system roots", tc, len(pc.ConnConfig.Fallbacks))
 	}
 	// The token source uses the default chain, the task role on ECS.
-	token, err := w.cfg.Store.IAM.Token(ctx)
+	token, err := w.App.Store.IAM.Token(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +225,7 @@ func TestEmailClaimShorterThanTheSendIsRefused(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := load(lookupMap(tt.vars)).check(context.Background())
+			err := Load(lookupMap(tt.vars)).Check(context.Background())
 			if !tt.wantErr {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -232,7 +233,7 @@ func TestEmailClaimShorterThanTheSendIsRefused(t *testing.T) {
 				return
 			}
 			if err == nil || !strings.Contains(err.Error(), "EMAIL_CLAIM_TTL") || !strings.Contains(err.Error(), "SMTP_TIMEOUT") {
-				t.Fatalf("check() = %v, want a refusal naming EMAIL_CLAIM_TTL and SMTP_TIMEOUT", err)
+				t.Fatalf("Check() = %v, want a refusal naming EMAIL_CLAIM_TTL and SMTP_TIMEOUT", err)
 			}
 		})
 	}
