@@ -72,6 +72,12 @@ type Failure struct {
 	Failover bool
 }
 
+// ErrNoAnswer is wrapped by a call to a dependency that did not answer
+// within its own bound (a hang: a black-holed connection, a failover that
+// queues requests): the dependency is unavailable, and the breaker counts it.
+// A caller's own deadline (the handler's, a shutdown's) is not this.
+var ErrNoAnswer = errors.New("no answer in time")
+
 // Classify says what err means: the one place that decides, for domain
 // errors (permanent with a reason, or held) and for the dependencies'
 // errors alike. Unknown errors are transient: a redelivery is always safer
@@ -89,8 +95,14 @@ func Classify(err error) Failure {
 		return Failure{Class: Wait, Reason: "held"}
 	case errors.As(err, &permanent):
 		return Failure{Class: Permanent, Reason: permanent.PermanentReason()}
+	case errors.Is(err, ErrNoAnswer):
+		return Failure{Class: Unavailable, Reason: "no_answer", Failover: true}
 	case errors.Is(err, context.Canceled):
 		return Failure{Class: Transient, Reason: "canceled"}
+	case isConnectError(err) && errors.Is(err, context.DeadlineExceeded):
+		// The connect timeout: the server (or the path to it) did not
+		// answer the handshake in time.
+		return Failure{Class: Unavailable, Reason: "connect_timeout"}
 	case errors.Is(err, context.DeadlineExceeded):
 		return Failure{Class: Transient, Reason: "timeout"}
 	case errors.As(err, &pgErr):

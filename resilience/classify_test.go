@@ -10,6 +10,7 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -47,6 +48,8 @@ func TestClassify(t *testing.T) {
 		{"network timeout", &net.OpError{Op: "read", Err: timeoutError{}}, Unavailable, "network_timeout", false},
 		{"context deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), Transient, "timeout", false},
 		{"context canceled", context.Canceled, Transient, "canceled", false},
+		{"connect timeout (a hung server or path)", connectTimeout(t), Unavailable, "connect_timeout", false},
+		{"no answer within a dependency's own bound", fmt.Errorf("load: %w: %w", ErrNoAnswer, context.DeadlineExceeded), Unavailable, "no_answer", true},
 		{"SMTP mailbox unavailable", &textproto.Error{Code: 550, Msg: "no such user"}, Permanent, "smtp_rejected", false},
 		{"SMTP greylisting", &textproto.Error{Code: 451, Msg: "try later"}, Transient, "smtp_temporary", false},
 		{"SMTP closing", &textproto.Error{Code: 421, Msg: "shutting down"}, Unavailable, "smtp_unavailable", false},
@@ -65,6 +68,29 @@ func TestClassify(t *testing.T) {
 			}
 		})
 	}
+}
+
+// connectTimeout returns pgx's error for a server that accepts the TCP
+// connection and never answers the handshake.
+func connectTimeout(t *testing.T) error {
+	t.Helper()
+	var lc net.ListenConfig
+	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	cfg, err := pgconn.ParseConfig("postgres://x@" + ln.Addr().String() + "/x?sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnectTimeout = 50 * time.Millisecond
+	conn, err := pgconn.ConnectConfig(context.Background(), cfg)
+	if err == nil {
+		_ = conn.Close(context.Background())
+		t.Fatal("connected to a server that never answers")
+	}
+	return err
 }
 
 type timeoutError struct{}

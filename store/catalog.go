@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orderpipe/orderpipe/catalog"
 	"github.com/orderpipe/orderpipe/events"
@@ -61,8 +62,8 @@ func (c *Catalog) VersionedProducts(ctx context.Context, skus []events.SKU) (map
 	db := c.db
 	out := make(map[events.SKU]catalog.Product, len(skus))
 	versions := make(map[events.SKU]int64, len(skus))
-	err := db.guard(func() error {
-		rows, err := db.pool.Query(ctx, `SELECT sku, name, price_cents, stock, version FROM products WHERE sku = ANY($1::text[])`, skuStrings(skus))
+	err := db.run(ctx, func(ctx context.Context, conn *pgxpool.Conn) error {
+		rows, err := conn.Query(ctx, `SELECT sku, name, price_cents, stock, version FROM products WHERE sku = ANY($1::text[])`, skuStrings(skus))
 		if err != nil {
 			return fmt.Errorf("query: %w", err)
 		}

@@ -43,6 +43,16 @@ type Config struct {
 	// MaxConnIdleTime closes idle connections. Defaults to 5m; it must stay
 	// below ProxyClientTimeout.
 	MaxConnIdleTime time.Duration
+	// QueryTimeout bounds one transaction or statement once it has its
+	// connection (a wait for a busy pool is not bounded by it). A database
+	// that does not answer within it (a black-holed path, a proxy queueing
+	// through a failover) is unavailable: the breaker counts it and the
+	// pool's connections are dropped. Defaults to QueryTimeoutDefault.
+	QueryTimeout time.Duration
+	// ConnectTimeout bounds opening a connection, TLS and authentication
+	// included, unless the URL sets connect_timeout. Defaults to
+	// ConnectTimeoutDefault.
+	ConnectTimeout time.Duration
 	// ProxyClientTimeout is how long the proxy keeps an idle client
 	// connection (RDS Proxy's IdleClientTimeout, 30m by default there). The
 	// pool retires its connections before the proxy drops them. 0: none.
@@ -83,6 +93,8 @@ const (
 	MaxConnLifetimeDefault = 15 * time.Minute
 	MaxConnIdleTimeDefault = 5 * time.Minute
 	StatementModeDefault   = "exec"
+	QueryTimeoutDefault    = 5 * time.Second
+	ConnectTimeoutDefault  = 5 * time.Second
 )
 
 var statementModes = map[string]pgx.QueryExecMode{
@@ -140,6 +152,7 @@ type DB struct {
 	log       *slog.Logger
 	metrics   *metrics.Metrics
 	lastReset atomic.Int64 // unix nanos
+	timeout   time.Duration
 }
 
 // Database breaker settings: five unavailable failures in a row open it;
@@ -166,7 +179,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	db := &DB{pool: pool, log: log, metrics: metrics.Or(cfg.Metrics)}
+	db := &DB{pool: pool, log: log, metrics: metrics.Or(cfg.Metrics), timeout: orDefault(cfg.QueryTimeout, QueryTimeoutDefault)}
 	db.breaker = resilience.NewBreaker(ctx, resilience.BreakerConfig{
 		Name: "database", Failures: DBBreakerFailures, OpenFor: DBBreakerOpenFor,
 		Probe: db.probeWritable, Logger: log, Metrics: db.metrics,
@@ -212,6 +225,9 @@ func PoolConfig(cfg Config) (*pgxpool.Config, error) {
 	pc.MaxConnLifetime = cfg.MaxConnLifetime
 	pc.MaxConnLifetimeJitter = cfg.MaxConnLifetime / 10 // no reconnect storm when all connections age together
 	pc.MaxConnIdleTime = cfg.MaxConnIdleTime
+	if pc.ConnConfig.ConnectTimeout == 0 {
+		pc.ConnConfig.ConnectTimeout = orDefault(cfg.ConnectTimeout, ConnectTimeoutDefault)
+	}
 	if cfg.IAM != nil {
 		tokens := cfg.IAM
 		pc.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
@@ -236,18 +252,51 @@ func orDefault[T int32 | time.Duration](v, d T) T {
 // Pool returns the underlying pool, for tools and tests.
 func (db *DB) Pool() *pgxpool.Pool { return db.pool }
 
-// Close closes the pool and stops the breaker's prober.
+// closeWait bounds Close: connections still closing after it are left to
+// finish in the background.
+const closeWait = 2 * time.Second
+
+// Close stops the breaker's prober and closes the pool, waiting at most
+// closeWait. After a hang, pgx closes a timed-out connection by first
+// sending a cancel request on a new connection, for up to 15 s; a worker
+// shutting down must not wait for that.
 func (db *DB) Close() {
 	db.breaker.Close()
-	db.pool.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		db.pool.Close()
+	}()
+	select {
+	case <-done:
+	case <-time.After(closeWait):
+		db.log.Warn("database connections still closing; leaving them to finish", "waited", closeWait.String())
+	}
 }
 
 // Breaker is the database circuit breaker: consumers wait on it.
 func (db *DB) Breaker() *resilience.Breaker { return db.breaker }
 
-// guard runs fn through the breaker and reacts to a failover signature.
-func (db *DB) guard(fn func() error) error {
-	err := db.breaker.Do(fn)
+// run acquires a connection, waiting as long as ctx allows (a busy pool is
+// not the database's fault), and runs fn on it within the query timeout,
+// through the breaker; a failover signature drops the pool's connections. A
+// database that does not answer within the timeout is ErrNoAnswer:
+// unavailable, as a refused connection is.
+func (db *DB) run(ctx context.Context, fn func(ctx context.Context, conn *pgxpool.Conn) error) error {
+	err := db.breaker.Do(func() error {
+		conn, err := db.pool.Acquire(ctx)
+		if err != nil {
+			return fmt.Errorf("acquire a connection: %w", err)
+		}
+		defer conn.Release()
+		qctx, cancel := context.WithTimeoutCause(ctx, db.timeout, errNoAnswer)
+		defer cancel()
+		err = fn(qctx, conn)
+		if err != nil && ctx.Err() == nil && errors.Is(context.Cause(qctx), errNoAnswer) {
+			err = fmt.Errorf("%w (DB_QUERY_TIMEOUT %s): %w", resilience.ErrNoAnswer, db.timeout, err)
+		}
+		return err
+	})
 	if err != nil {
 		if f := resilience.Classify(err); f.Failover {
 			db.resetPool(f.Reason)
@@ -255,6 +304,9 @@ func (db *DB) guard(fn func() error) error {
 	}
 	return err
 }
+
+// errNoAnswer is the cause of a query timeout's deadline.
+var errNoAnswer = errors.New("the database did not answer in time")
 
 // resetPool closes every pooled connection (in-use ones when released), at
 // most once per poolResetEvery.
@@ -295,17 +347,20 @@ func (db *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
+// exec runs one statement (its own transaction) through run.
 func (db *DB) exec(ctx context.Context, sql string, args ...any) error {
-	if _, err := db.pool.Exec(ctx, sql, args...); err != nil {
-		return fmt.Errorf("exec: %w", err)
-	}
-	return nil
+	return db.run(ctx, func(ctx context.Context, conn *pgxpool.Conn) error {
+		if _, err := conn.Exec(ctx, sql, args...); err != nil {
+			return fmt.Errorf("exec: %w", err)
+		}
+		return nil
+	})
 }
 
 // inTx runs fn in a read-committed transaction, committing if it returns
-// nil, through the breaker.
+// nil, through run.
 func (db *DB) inTx(ctx context.Context, fn func(t *txn) error) error {
-	return db.guard(func() error {
-		return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error { return fn(&txn{tx: tx}) })
+	return db.run(ctx, func(ctx context.Context, conn *pgxpool.Conn) error {
+		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error { return fn(&txn{tx: tx}) })
 	})
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orderpipe/orderpipe/events"
 	"github.com/orderpipe/orderpipe/handlers/notification"
@@ -35,9 +36,9 @@ func (c *EmailClaims) Claim(ctx context.Context, req notification.ClaimRequest) 
 	ev := req.Event
 	fp := events.Fingerprint(ev)
 	var claim notification.Claim
-	err := c.db.guard(func() error {
+	err := c.db.run(ctx, func(ctx context.Context, conn *pgxpool.Conn) error {
 		var from *string
-		err := c.db.pool.QueryRow(ctx, `
+		err := conn.QueryRow(ctx, `
 			INSERT INTO notifications AS n (event_id, order_id, kind, recipient, message_id, status, lease_until, fingerprint, claim_token)
 			VALUES ($1::uuid, $2, $3, $4, $5, 'sending', now() + $6 * interval '1 millisecond', $7, $8)
 			ON CONFLICT (event_id) DO UPDATE
@@ -57,12 +58,12 @@ func (c *EmailClaims) Claim(ctx context.Context, req notification.ClaimRequest) 
 			claim = notification.TakenOver
 			return nil
 		case errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == oneCancellationEmail:
-			claim, err = c.superseded(ctx, ev, fp[:])
+			claim, err = superseded(ctx, conn, ev, fp[:])
 			return err
 		case !errors.Is(err, pgx.ErrNoRows):
 			return fmt.Errorf("claim email of %s: %w", ev.EventID, err)
 		}
-		claim, err = c.whyNot(ctx, ev, fp[:], req.Token)
+		claim, err = whyNot(ctx, conn, ev, fp[:], req.Token)
 		return err
 	})
 	return claim, err
@@ -71,13 +72,13 @@ func (c *EmailClaims) Claim(ctx context.Context, req notification.ClaimRequest) 
 // whyNot reads a claim the upsert could not take: sent, a conflicting
 // payload, this delivery's own (committed while its acknowledgement was
 // lost), or another delivery's live claim.
-func (c *EmailClaims) whyNot(ctx context.Context, ev events.Event, fp []byte, token string) (notification.Claim, error) {
+func whyNot(ctx context.Context, conn *pgxpool.Conn, ev events.Event, fp []byte, token string) (notification.Claim, error) {
 	var (
 		status, holder string
 		known          []byte
 		remainingMS    int64
 	)
-	err := c.db.pool.QueryRow(ctx, `
+	err := conn.QueryRow(ctx, `
 		SELECT status, fingerprint, coalesce(claim_token, ''), coalesce((extract(epoch FROM lease_until - now()) * 1000)::bigint, 0)
 		FROM notifications WHERE event_id = $1::uuid`, string(ev.EventID)).Scan(&status, &known, &holder, &remainingMS)
 	switch {
@@ -96,8 +97,8 @@ func (c *EmailClaims) whyNot(ctx context.Context, ev events.Event, fp []byte, to
 // superseded records a cancellation whose order already has its one
 // cancellation email (out of stock, and by the customer): handled, nothing
 // sent.
-func (c *EmailClaims) superseded(ctx context.Context, ev events.Event, fp []byte) (notification.Claim, error) {
-	if _, err := c.db.pool.Exec(ctx, `
+func superseded(ctx context.Context, conn *pgxpool.Conn, ev events.Event, fp []byte) (notification.Claim, error) {
+	if _, err := conn.Exec(ctx, `
 		INSERT INTO processed_events (handler, event_id, event_type, order_id, fingerprint)
 		VALUES ($1, $2::uuid, $3, $4, $5) ON CONFLICT DO NOTHING`,
 		notification.Name, string(ev.EventID), string(ev.EventType), ev.Order.OrderID, fp); err != nil {
@@ -111,16 +112,14 @@ func (c *EmailClaims) superseded(ctx context.Context, ev events.Event, fp []byte
 // all that stands between acceptance and record.
 func (c *EmailClaims) Record(ctx context.Context, ev events.Event) error {
 	fp := events.Fingerprint(ev)
-	err := c.db.guard(func() error {
-		return c.db.exec(ctx, `
+	err := c.db.exec(ctx, `
 			WITH sent AS (
 				UPDATE notifications SET status = 'sent', sent_at = now(), lease_until = NULL
 				WHERE event_id = $1::uuid RETURNING event_id)
 			INSERT INTO processed_events (handler, event_id, event_type, order_id, fingerprint)
 			SELECT $2, event_id, $3, $4, $5 FROM sent
 			ON CONFLICT DO NOTHING`,
-			string(ev.EventID), notification.Name, string(ev.EventType), ev.Order.OrderID, fp[:])
-	})
+		string(ev.EventID), notification.Name, string(ev.EventType), ev.Order.OrderID, fp[:])
 	if err != nil {
 		return fmt.Errorf("record email of %s sent: %w", ev.EventID, err)
 	}
@@ -129,11 +128,9 @@ func (c *EmailClaims) Record(ctx context.Context, ev events.Event) error {
 
 // Abandon implements notification.ClaimStore.
 func (c *EmailClaims) Abandon(ctx context.Context, ev events.Event) error {
-	err := c.db.guard(func() error {
-		return c.db.exec(ctx, `
+	err := c.db.exec(ctx, `
 			UPDATE notifications SET status = 'failed', lease_until = NULL
 			WHERE event_id = $1::uuid AND status = 'sending'`, string(ev.EventID))
-	})
 	if err != nil {
 		return fmt.Errorf("abandon email claim of %s: %w", ev.EventID, err)
 	}
@@ -142,11 +139,9 @@ func (c *EmailClaims) Abandon(ctx context.Context, ev events.Event) error {
 
 // MarkUnknown implements notification.ClaimStore. The lease is kept.
 func (c *EmailClaims) MarkUnknown(ctx context.Context, ev events.Event, token string) error {
-	err := c.db.guard(func() error {
-		return c.db.exec(ctx, `
+	err := c.db.exec(ctx, `
 			UPDATE notifications SET status = 'unknown'
 			WHERE event_id = $1::uuid AND status = 'sending' AND claim_token = $2`, string(ev.EventID), token)
-	})
 	if err != nil {
 		return fmt.Errorf("mark email of %s outcome unknown: %w", ev.EventID, err)
 	}

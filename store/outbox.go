@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orderpipe/orderpipe/events"
 )
@@ -65,8 +66,8 @@ func (o *Outbox) Lease(ctx context.Context, limit int, lease time.Duration) ([]O
 		return nil, ErrNoOutboxTopic
 	}
 	var msgs []OutboxMessage
-	err := o.db.guard(func() error {
-		rows, err := o.db.pool.Query(ctx, `
+	err := o.db.run(ctx, func(ctx context.Context, conn *pgxpool.Conn) error {
+		rows, err := conn.Query(ctx, `
 			UPDATE outbox SET lease_until = now() + $3 * interval '1 millisecond'
 			WHERE id IN (
 				SELECT id FROM outbox
@@ -91,9 +92,7 @@ func (o *Outbox) Lease(ctx context.Context, limit int, lease time.Duration) ([]O
 
 // MarkSent marks leased rows published.
 func (o *Outbox) MarkSent(ctx context.Context, ids []int64) error {
-	if err := o.db.guard(func() error {
-		return o.db.exec(ctx, `UPDATE outbox SET sent_at = now(), lease_until = NULL WHERE id = ANY($1)`, ids)
-	}); err != nil {
+	if err := o.db.exec(ctx, `UPDATE outbox SET sent_at = now(), lease_until = NULL WHERE id = ANY($1)`, ids); err != nil {
 		return fmt.Errorf("mark %d outbox rows sent: %w", len(ids), err)
 	}
 	return nil
@@ -101,9 +100,7 @@ func (o *Outbox) MarkSent(ctx context.Context, ids []int64) error {
 
 // Release gives leased rows back unsent, for the next relay to try.
 func (o *Outbox) Release(ctx context.Context, ids []int64) error {
-	if err := o.db.guard(func() error {
-		return o.db.exec(ctx, `UPDATE outbox SET lease_until = NULL WHERE id = ANY($1) AND sent_at IS NULL`, ids)
-	}); err != nil {
+	if err := o.db.exec(ctx, `UPDATE outbox SET lease_until = NULL WHERE id = ANY($1) AND sent_at IS NULL`, ids); err != nil {
 		return fmt.Errorf("release %d outbox rows: %w", len(ids), err)
 	}
 	return nil

@@ -247,6 +247,10 @@ func (c *Consumer) receiveLoop(ctx, hardCtx context.Context, slots chan struct{}
 // shutdown timeout, for them to return before it returns without them.
 const abandonAfter = 5 * time.Second
 
+// receiveSlack is how long a receive may take beyond its long-poll wait
+// before it is abandoned as hung.
+const receiveSlack = 10 * time.Second
+
 // receiveGrace is how long a receive in progress may still take after
 // shutdown began.
 const receiveGrace = 2 * time.Second
@@ -320,6 +324,10 @@ func release(slots chan struct{}, n int) {
 }
 
 func (c *Consumer) receive(ctx context.Context, n int) ([]*Message, error) {
+	// A receive that hangs (SQS unreachable without a reset) must not stop
+	// the consumer: it ends receiveSlack after its long poll should have.
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.WaitTime+receiveSlack)
+	defer cancel()
 	out, err := c.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 		QueueUrl:                    aws.String(c.cfg.QueueURL),
 		MaxNumberOfMessages:         int32(n),                                     //nolint:gosec // G115: acquire takes at most maxReceiveBatch (10)
@@ -435,13 +443,21 @@ func (c *Consumer) heartbeat(ctx context.Context, m *Message) (stop func()) {
 			case <-hbCtx.Done():
 				return
 			case <-t.C:
-				if err := c.changeVisibility(hbCtx, m, c.cfg.VisibilityTimeout); err != nil && hbCtx.Err() == nil {
-					m.logger(c.log).Warn("visibility heartbeat failed", "err", err)
-				}
+				c.beat(hbCtx, m)
 			}
 		}
 	}()
 	return func() { cancel(); <-done }
+}
+
+// beat extends m's visibility once, within settleTimeout: a hung call must
+// not hold the next beat back.
+func (c *Consumer) beat(ctx context.Context, m *Message) {
+	bctx, cancel := context.WithTimeout(ctx, settleTimeout)
+	defer cancel()
+	if err := c.changeVisibility(bctx, m, c.cfg.VisibilityTimeout); err != nil && ctx.Err() == nil {
+		m.logger(c.log).Warn("visibility heartbeat failed", "err", err)
+	}
 }
 
 func (c *Consumer) retry(ctx context.Context, m *Message, cause error, log *slog.Logger) {

@@ -183,3 +183,33 @@ func TestRunStopsDuringAReceiveFailurePause(t *testing.T) {
 		t.Errorf("Run took %s to stop during a receive pause", took)
 	}
 }
+
+// TestAHungReceiveDoesNotStopTheConsumer: a receive whose answer never comes
+// (SQS unreachable without a reset) is abandoned receiveSlack after its long
+// poll should have ended, and the consumer receives again.
+func TestAHungReceiveDoesNotStopTheConsumer(t *testing.T) {
+	t.Parallel()
+	f := newFake()
+	var hung atomic.Bool
+	f.Intercept(sqsfake.OpReceive, func(ctx context.Context, _ any) error {
+		if hung.CompareAndSwap(false, true) {
+			<-ctx.Done() // the first receive hangs until the runtime gives up on it
+			return ctx.Err()
+		}
+		return nil
+	})
+	handled := make(chan string, 1)
+	r := start(t, f, worker.HandlerFunc(func(_ context.Context, m *worker.Message) error {
+		handled <- m.ID
+		return nil
+	}), worker.Config{})
+	id := r.put("after the hang", nil)
+	select {
+	case got := <-handled:
+		if got != id {
+			t.Fatalf("handled %s, want %s", got, id)
+		}
+	case <-time.After(20 * time.Second): // WaitTime 1s + receiveSlack 10s, with room
+		t.Fatal("the consumer did not receive again after a hung receive")
+	}
+}

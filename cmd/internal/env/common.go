@@ -40,6 +40,8 @@ func LoadCommon(e *Env) Common {
 		Proxy:              e.String("DB_PROXY", store.ProxyPgBouncer, "what DATABASE_URL points at: pgbouncer, rds-proxy or none; sets the statement mode and the checks (rds-proxy: verify-full TLS against the system roots unless the URL or DB_TLS_CA_FILE names TLS)"),
 		MaxConnLifetime:    e.Duration("DB_MAX_CONN_LIFETIME", store.MaxConnLifetimeDefault, "retire connections after this; must stay below DB_PROXY_CLIENT_TIMEOUT"),
 		MaxConnIdleTime:    e.Duration("DB_MAX_CONN_IDLE_TIME", store.MaxConnIdleTimeDefault, "close connections idle this long; must stay below DB_PROXY_CLIENT_TIMEOUT"),
+		QueryTimeout:       e.Duration("DB_QUERY_TIMEOUT", store.QueryTimeoutDefault, "bound on one transaction once it has its connection; a database that does not answer within it counts against the breaker"),
+		ConnectTimeout:     e.Duration("DB_CONNECT_TIMEOUT", store.ConnectTimeoutDefault, "bound on opening a connection (TCP, TLS, authentication) unless DATABASE_URL sets connect_timeout"),
 		ProxyClientTimeout: e.DurationOrOff("DB_PROXY_CLIENT_TIMEOUT", 0, "the proxy's idle client timeout (RDS Proxy: 30m unless changed); 0 for none"),
 		StatementMode:      e.String("DB_STATEMENT_MODE", "", "pgx query mode; empty for the proxy's: simple_protocol (rds-proxy), exec (pgbouncer), cache_statement (none)"),
 		TLSCAFile:          e.String("DB_TLS_CA_FILE", "", "PEM CA bundle to verify the server with (optional: behind rds-proxy the system roots are the default); sets sslmode=verify-full unless the URL names a mode"),
