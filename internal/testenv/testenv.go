@@ -63,7 +63,9 @@ var (
 )
 
 // Open returns the binary's environment, creating its database (dropped and
-// recreated, then migrated) on first use. name must be unique per package.
+// recreated, then migrated) on first use. name must be unique per package:
+// test binaries run in parallel, and a second one with the same name would
+// drop the first's database under it.
 //
 // Under -short (`make test-unit`) the integration tests are skipped; `make
 // test` never passes -short.

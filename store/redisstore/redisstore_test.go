@@ -41,7 +41,7 @@ func openRedisWithMetrics(t *testing.T, url string) (*redisstore.Client, string,
 }
 
 func TestIdempotencyKeysLifecycle(t *testing.T) {
-	testenv.Open(t, "store")
+	testenv.Open(t, "redisstore")
 	r, _ := openRedis(t, testenv.RedisURL)
 	keys := redisstore.NewKeys(r, 300*time.Millisecond, time.Minute)
 	ctx := context.Background()
@@ -96,7 +96,7 @@ func TestIdempotencyKeysLifecycle(t *testing.T) {
 }
 
 func TestRedisDownFailsFastThroughTheBreaker(t *testing.T) {
-	testenv.Open(t, "store")
+	testenv.Open(t, "redisstore")
 	r, _, m := openRedisWithMetrics(t, fmt.Sprintf("redis://127.0.0.1:%d/0", testenv.FreePort(t)))
 	keys := redisstore.NewKeys(r, 0, 0)
 	var last error
@@ -115,7 +115,7 @@ func TestRedisDownFailsFastThroughTheBreaker(t *testing.T) {
 }
 
 func TestProductCacheAside(t *testing.T) {
-	env := testenv.Open(t, "store")
+	env := testenv.Open(t, "redisstore")
 	ctx := context.Background()
 	r, prefix, m := openRedisWithMetrics(t, testenv.RedisURL)
 	cache := redisstore.NewProductCache(r, store.NewCatalog(env.DB), time.Minute)
