@@ -35,15 +35,41 @@ type Config struct {
 	// Username and Password, when set, authenticate with PLAIN (only over
 	// TLS, or to localhost). Password is a secret: never logged.
 	Username, Password string
-	// Timeout bounds one send, connection included. Defaults to 10s.
+	// Timeout bounds one send, a new connection's dial, TLS and
+	// authentication included. Defaults to 10s.
 	Timeout time.Duration
+	// MaxIdle is how many sessions are kept open between sends. Defaults to
+	// MaxIdleDefault; a negative value keeps none (a session per email).
+	MaxIdle int
+	// IdleTimeout closes a session that has not sent for this long (servers
+	// drop idle clients; SES after about 10 s). Defaults to IdleTimeoutDefault.
+	IdleTimeout time.Duration
 }
 
-// TimeoutDefault bounds one send.
-const TimeoutDefault = 10 * time.Second
+// Config defaults.
+const (
+	TimeoutDefault     = 10 * time.Second
+	MaxIdleDefault     = 8
+	IdleTimeoutDefault = 5 * time.Second
+)
 
-// SMTP sends mail, one connection per message.
-type SMTP struct{ cfg Config }
+// SMTP sends mail over reused sessions: a session dials, greets, upgrades
+// to TLS and authenticates once, then carries one email after another, with
+// RSET before each reuse (which also proves it is still alive). A session
+// that fails is closed; a send that failed on a reused session before any of
+// the email was written is tried again once on a new session, which cannot
+// duplicate it.
+type SMTP struct {
+	cfg  Config
+	idle chan *session
+}
+
+// session is one SMTP connection between sends.
+type session struct {
+	c        *smtp.Client
+	conn     net.Conn
+	lastUsed time.Time
+}
 
 // New returns an SMTP sender.
 func New(cfg Config) (*SMTP, error) {
@@ -53,7 +79,13 @@ func New(cfg Config) (*SMTP, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = TimeoutDefault
 	}
-	return &SMTP{cfg: cfg}, nil
+	if cfg.MaxIdle == 0 {
+		cfg.MaxIdle = MaxIdleDefault
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = IdleTimeoutDefault
+	}
+	return &SMTP{cfg: cfg, idle: make(chan *session, max(cfg.MaxIdle, 0))}, nil
 }
 
 // ErrOutcomeUnknown is wrapped by Send when the connection failed after the
@@ -61,15 +93,19 @@ func New(cfg Config) (*SMTP, error) {
 // the server may have accepted the message or not.
 var ErrOutcomeUnknown = errors.New("smtp: delivery outcome unknown")
 
+// errNothingSent marks a failure on a reused session before any of the
+// email was written: trying again on a new session cannot duplicate it.
+var errNothingSent = errors.New("smtp: session failed before the email was sent")
+
 // Send delivers m. It uses STARTTLS whenever the server offers it.
 //
 // As soon as the server has accepted the message (its reply to the end of
 // DATA), Send calls accepted, if not nil, and returns its error: the caller
-// records the send there, before Send spends a round trip on QUIT, so that
-// the window in which an accepted email is not yet recorded is as small as
-// the protocol allows. A failed QUIT after acceptance is ignored: the
-// message is out. An error from Send that does not come from accepted and
-// does not wrap ErrOutcomeUnknown means the server did not take the message.
+// records the send there, before the session does anything else (it goes
+// back to the pool only after), so that the window in which an accepted
+// email is not yet recorded is as small as the protocol allows. An error
+// from Send that does not come from accepted and does not wrap
+// ErrOutcomeUnknown means the server did not take the message.
 func (s *SMTP) Send(ctx context.Context, m Message, accepted func() error) error {
 	raw, err := Compose(m)
 	if err != nil {
@@ -77,29 +113,83 @@ func (s *SMTP) Send(ctx context.Context, m Message, accepted func() error) error
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	c, host, err := s.dial(ctx)
+	sess, err := s.take(ctx)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	if err := s.transact(c, host, m, raw); err != nil {
+	err = s.transact(sess, m, raw)
+	if errors.Is(err, errNothingSent) {
+		sess.close()
+		if sess, err = s.dial(ctx); err != nil {
+			return err
+		}
+		err = s.transact(sess, m, raw)
+	}
+	if err != nil {
+		sess.close()
 		return fmt.Errorf("smtp send to %s via %s: %w", m.To, s.cfg.Addr, err)
 	}
 	if accepted != nil {
 		if err := accepted(); err != nil {
+			s.put(sess)
 			return err
 		}
 	}
-	_ = c.Quit()
+	s.put(sess)
 	return nil
 }
 
-// Ping checks that the server answers: connect, greeting, EHLO, QUIT. The
-// SMTP circuit breaker probes with it.
+// take returns an idle session that answers RSET, or a new one.
+func (s *SMTP) take(ctx context.Context) (*session, error) {
+	for {
+		select {
+		case sess := <-s.idle:
+			if time.Since(sess.lastUsed) > s.cfg.IdleTimeout {
+				sess.close()
+				continue
+			}
+			sess.setDeadline(ctx)
+			if err := sess.c.Reset(); err != nil {
+				sess.close()
+				continue
+			}
+			return sess, nil
+		default:
+			return s.dial(ctx)
+		}
+	}
+}
+
+// put keeps sess for the next send, or closes it when enough are idle.
+func (s *SMTP) put(sess *session) {
+	sess.lastUsed = time.Now()
+	select {
+	case s.idle <- sess:
+	default:
+		_ = sess.c.Quit()
+		sess.close()
+	}
+}
+
+// Close closes the idle sessions.
+func (s *SMTP) Close() {
+	for {
+		select {
+		case sess := <-s.idle:
+			_ = sess.c.Quit()
+			sess.close()
+		default:
+			return
+		}
+	}
+}
+
+// Ping checks that the server answers: connect, greeting, EHLO, QUIT, on a
+// connection of its own. The SMTP circuit breaker probes with it.
 func (s *SMTP) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	c, _, err := s.dial(ctx)
+	c, _, err := s.connect(ctx)
 	if err != nil {
 		return err
 	}
@@ -113,50 +203,79 @@ func (s *SMTP) Ping(ctx context.Context) error {
 	return nil
 }
 
-// dial connects and reads the server's greeting; the connection lives until
-// ctx's deadline.
-func (s *SMTP) dial(ctx context.Context) (*smtp.Client, string, error) {
+// connect dials and reads the server's greeting; the connection's deadline
+// is ctx's.
+func (s *SMTP) connect(ctx context.Context) (*smtp.Client, net.Conn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", s.cfg.Addr)
 	if err != nil {
-		return nil, "", fmt.Errorf("smtp dial %s: %w", s.cfg.Addr, err)
+		return nil, nil, fmt.Errorf("smtp dial %s: %w", s.cfg.Addr, err)
 	}
 	deadline, _ := ctx.Deadline()
 	_ = conn.SetDeadline(deadline)
 	host, _, _ := net.SplitHostPort(s.cfg.Addr)
 	c, err := smtp.NewClient(conn, host)
 	if err != nil {
-		conn.Close()
-		return nil, "", fmt.Errorf("smtp greeting from %s: %w", s.cfg.Addr, err)
+		_ = conn.Close()
+		return nil, nil, fmt.Errorf("smtp greeting from %s: %w", s.cfg.Addr, err)
 	}
-	return c, host, nil
+	return c, conn, nil
 }
 
-// transact runs the SMTP dialogue up to the server's acceptance of m.
-func (s *SMTP) transact(c *smtp.Client, host string, m Message, raw []byte) error {
+// dial opens a new session: greeting, STARTTLS when offered, AUTH.
+func (s *SMTP) dial(ctx context.Context) (*session, error) {
+	c, conn, err := s.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sess := &session{c: c, conn: conn}
+	host, _, _ := net.SplitHostPort(s.cfg.Addr)
 	if ok, _ := c.Extension("STARTTLS"); ok {
 		if err := c.StartTLS(&tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}); err != nil {
-			return fmt.Errorf("starttls: %w", err)
+			sess.close()
+			return nil, fmt.Errorf("smtp starttls with %s: %w", s.cfg.Addr, err)
 		}
 	}
 	if s.cfg.Username != "" {
 		if err := c.Auth(smtp.PlainAuth("", s.cfg.Username, s.cfg.Password, host)); err != nil {
-			return fmt.Errorf("auth: %w", err)
+			sess.close()
+			return nil, fmt.Errorf("smtp auth with %s: %w", s.cfg.Addr, err)
 		}
 	}
+	return sess, nil
+}
+
+func (sess *session) setDeadline(ctx context.Context) {
+	deadline, _ := ctx.Deadline()
+	_ = sess.conn.SetDeadline(deadline)
+}
+
+func (sess *session) close() { _ = sess.c.Close() }
+
+// transact runs one email's SMTP transaction up to the server's verdict.
+func (s *SMTP) transact(sess *session, m Message, raw []byte) error {
+	c := sess.c
 	from, err := mail.ParseAddress(m.From)
 	if err != nil {
 		return fmt.Errorf("sender %q: %w", m.From, err)
 	}
+	reused := !sess.lastUsed.IsZero()
+	nothingSent := func(step string, err error) error {
+		var refused *textproto.Error
+		if reused && !errors.As(err, &refused) {
+			return fmt.Errorf("%s: %w: %w", step, errNothingSent, err)
+		}
+		return fmt.Errorf("%s: %w", step, err)
+	}
 	if err := c.Mail(from.Address); err != nil {
-		return fmt.Errorf("mail from: %w", err)
+		return nothingSent("mail from", err)
 	}
 	if err := c.Rcpt(m.To); err != nil {
-		return fmt.Errorf("rcpt to: %w", err)
+		return nothingSent("rcpt to", err)
 	}
 	w, err := c.Data()
 	if err != nil {
-		return fmt.Errorf("data: %w", err)
+		return nothingSent("data", err)
 	}
 	if _, err := w.Write(raw); err != nil {
 		return fmt.Errorf("write body: %w", err)
@@ -164,7 +283,7 @@ func (s *SMTP) transact(c *smtp.Client, host string, m Message, raw []byte) erro
 	// The server accepts the message when Close reads its reply. A reply
 	// code is a refusal; a broken connection leaves the outcome open.
 	if err := w.Close(); err != nil {
-		if _, ok := errors.AsType[*textproto.Error](err); ok {
+		if _, refused := errors.AsType[*textproto.Error](err); refused {
 			return fmt.Errorf("end data: %w", err)
 		}
 		return fmt.Errorf("end data: %w: %w", ErrOutcomeUnknown, err)

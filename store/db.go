@@ -356,11 +356,3 @@ func (db *DB) exec(ctx context.Context, sql string, args ...any) error {
 		return nil
 	})
 }
-
-// inTx runs fn in a read-committed transaction, committing if it returns
-// nil, through run.
-func (db *DB) inTx(ctx context.Context, fn func(t *txn) error) error {
-	return db.run(ctx, func(ctx context.Context, conn *pgxpool.Conn) error {
-		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error { return fn(&txn{tx: tx}) })
-	})
-}

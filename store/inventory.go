@@ -2,10 +2,7 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/orderpipe/orderpipe/events"
 	"github.com/orderpipe/orderpipe/handlers/inventory"
@@ -24,116 +21,106 @@ func NewInventory(db *DB, outboxTopic string) *Inventory {
 	return &Inventory{db: db, outboxTopic: outboxTopic}
 }
 
-// InventoryTx implements inventory.Store.
-func (s *Inventory) InventoryTx(ctx context.Context, fn func(inventory.Tx) error) error {
-	return s.db.inTx(ctx, func(t *txn) error { return fn(inventoryTx{t, s.outboxTopic}) })
-}
+// reserveStatement decides a new order.placed whose order has no
+// reservation yet: it locks the product rows in SKU order (every stock
+// change does, so concurrent orders cannot deadlock), then either takes
+// every line (stock movements, reservation 'reserved') or, if one line is
+// short, takes nothing, records the reservation 'rejected' with the
+// shortfall and writes the compensation (the order's cancellation) to the
+// outbox. FOR UPDATE returns each row as it is once locked, so the check
+// sees what the UPDATE changes; the CHECK (stock >= 0) backs it. Arguments
+// after ledgerArgs: the lines' SKUs (in SKU order) and quantities, the
+// rejection reason's prefix, the compensation's event id, type and body,
+// and the outbox topic.
+const reserveStatement = `WITH ` + ledgerCTE + `,
+	open AS (SELECT 1 FROM ledger WHERE NOT EXISTS (SELECT 1 FROM reservations WHERE order_id = $4)),
+	want AS (SELECT sku, qty FROM unnest($6::text[], $7::int[]) AS w(sku, qty)),
+	locked AS (
+		SELECT p.sku, p.stock FROM products p
+		WHERE p.sku = ANY($6::text[]) AND EXISTS (SELECT 1 FROM open)
+		ORDER BY p.sku FOR UPDATE),
+	short AS (
+		SELECT w.sku, w.qty, coalesce(l.stock, 0) AS stock FROM want w LEFT JOIN locked l USING (sku)
+		WHERE coalesce(l.stock, 0) < w.qty),
+	decided AS (
+		SELECT NOT EXISTS (SELECT 1 FROM short) AS ok, (SELECT count(*) FROM locked) AS locked FROM open),
+	taken AS (
+		UPDATE products p SET stock = p.stock - w.qty, updated_at = now()
+		FROM want w, decided d WHERE p.sku = w.sku AND d.ok
+		RETURNING p.sku, w.qty),
+	moved AS (
+		INSERT INTO stock_movements (order_id, event_id, sku, delta, kind)
+		SELECT $4, $2::uuid, sku, -qty, 'reserve' FROM taken),
+	reserved AS (
+		INSERT INTO reservations (order_id, event_id, status, reason)
+		SELECT $4, $2::uuid, CASE WHEN d.ok THEN 'reserved' ELSE 'rejected' END,
+		       CASE WHEN d.ok THEN NULL ELSE $8 || (
+		           SELECT string_agg(format('%s (want %s, have %s)', sku, qty, stock), ', ' ORDER BY sku) FROM short) END
+		FROM decided d
+		RETURNING status),
+	compensated AS (
+		INSERT INTO outbox (event_id, event_type, body, topic, order_id)
+		SELECT $9::uuid, $10, $11, $12, $4 FROM decided WHERE NOT ok
+		ON CONFLICT (event_id) DO NOTHING)
+	SELECT EXISTS (SELECT 1 FROM ledger), coalesce((SELECT status FROM reserved), '')`
 
-// inventoryTx is the inventory handler's transaction; outboxTopic is what
-// Emit writes on its rows.
-type inventoryTx struct {
-	*txn
-
-	outboxTopic string
-}
-
-func (t inventoryTx) Reservation(ctx context.Context, orderID string) (inventory.Status, bool, error) {
-	var s inventory.Status
-	err := t.tx.QueryRow(ctx, `SELECT status FROM reservations WHERE order_id = $1`, orderID).Scan(&s)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", false, nil
+// Reserve implements inventory.Store, in one round trip (see once).
+func (s *Inventory) Reserve(ctx context.Context, ev events.Event, lines []inventory.Line, compensation events.Event) (inventory.Status, error) {
+	if s.outboxTopic == "" {
+		return "", fmt.Errorf("reserve stock for order %s: %w", ev.Order.OrderID, ErrNoOutboxTopic)
 	}
+	body, err := events.Encode(compensation)
 	if err != nil {
-		return "", false, fmt.Errorf("load reservation of order %s: %w", orderID, err)
+		return "", fmt.Errorf("reserve stock for order %s: compensation: %w", ev.Order.OrderID, err)
 	}
-	return s, true, nil
-}
-
-// LockStock locks the product rows in SKU order: every transaction that
-// touches several products takes their locks in the same order, so two
-// orders cannot deadlock on each other.
-func (t inventoryTx) LockStock(ctx context.Context, skus []events.SKU) (map[events.SKU]int, error) {
-	rows, err := t.tx.Query(ctx, `SELECT sku, stock FROM products WHERE sku = ANY($1::text[]) ORDER BY sku FOR UPDATE`, skuStrings(skus))
-	if err != nil {
-		return nil, fmt.Errorf("lock stock: %w", err)
-	}
-	stock := make(map[events.SKU]int, len(skus))
-	var (
-		sku events.SKU
-		n   int
-	)
-	if _, err := pgx.ForEachRow(rows, []any{&sku, &n}, func() error { stock[sku] = n; return nil }); err != nil {
-		return nil, fmt.Errorf("lock stock: %w", err)
-	}
-	for _, s := range skus {
-		if _, ok := stock[s]; !ok {
-			return nil, fmt.Errorf("lock stock: %w", events.UnknownSKU(s))
-		}
-	}
-	return stock, nil
-}
-
-func (t inventoryTx) Reserve(ctx context.Context, ev events.Event, lines []inventory.Line) error {
 	skus, qtys := make([]string, len(lines)), make([]int32, len(lines))
 	for i, l := range lines {
 		skus[i], qtys[i] = string(l.SKU), int32(l.Quantity) //nolint:gosec // G115: events.Decode bounds a SKU's quantity to MaxQuantity (1000)
 	}
-	_, err := t.tx.Exec(ctx, `
-		WITH l AS (SELECT sku, qty FROM unnest($3::text[], $4::int[]) AS l(sku, qty)),
-		upd AS (
-			UPDATE products p SET stock = p.stock - l.qty, updated_at = now()
-			FROM l WHERE p.sku = l.sku),
-		mv AS (
-			INSERT INTO stock_movements (order_id, event_id, sku, delta, kind)
-			SELECT $1, $2::uuid, sku, -qty, 'reserve' FROM l)
-		INSERT INTO reservations (order_id, event_id, status) VALUES ($1, $2::uuid, 'reserved')`,
-		ev.Order.OrderID, string(ev.EventID), skus, qtys)
+	args := append(ledgerArgs(inventory.Name, ev), skus, qtys, "insufficient_stock: ",
+		string(compensation.EventID), string(compensation.EventType), string(body), s.outboxTopic)
+	var status inventory.Status
+	_, err = s.db.once(ctx, inventory.Name, ev, reserveStatement, args, &status)
 	if err != nil {
-		return fmt.Errorf("reserve stock: %w", err)
+		return "", fmt.Errorf("reserve stock for order %s: %w", ev.Order.OrderID, err)
 	}
-	return nil
+	return status, nil
 }
 
-func (t inventoryTx) Reject(ctx context.Context, ev events.Event, reason string) error {
-	return t.insertReservation(ctx, ev, inventory.StatusRejected, reason)
-}
+// releaseStatement decides a new order.cancelled: a reserved order gets back
+// exactly what its reserve movements took (product rows locked in SKU order
+// first, like every stock change) and becomes 'released'; an order with no
+// reservation yet is recorded 'cancelled', so its placement takes nothing; a
+// rejected, released or cancelled order holds no stock. Arguments after
+// ledgerArgs: the reason.
+const releaseStatement = `WITH ` + ledgerCTE + `,
+	prior AS (
+		SELECT status FROM reservations WHERE order_id = $4 AND EXISTS (SELECT 1 FROM ledger) FOR UPDATE),
+	held AS (
+		SELECT sku, -sum(delta)::int AS qty FROM stock_movements
+		WHERE order_id = $4 AND EXISTS (SELECT 1 FROM prior WHERE status = 'reserved')
+		GROUP BY sku HAVING sum(delta) < 0),
+	locked AS (
+		SELECT p.sku FROM products p WHERE p.sku IN (SELECT sku FROM held) ORDER BY p.sku FOR UPDATE),
+	back AS (
+		UPDATE products p SET stock = p.stock + h.qty, updated_at = now()
+		FROM held h WHERE p.sku = h.sku AND (SELECT count(*) FROM locked) > 0),
+	moved AS (
+		INSERT INTO stock_movements (order_id, event_id, sku, delta, kind)
+		SELECT $4, $2::uuid, sku, qty, 'release' FROM held),
+	released AS (
+		UPDATE reservations SET status = 'released', reason = NULLIF($6, ''), updated_at = now()
+		WHERE order_id = $4 AND EXISTS (SELECT 1 FROM prior WHERE status = 'reserved')),
+	first_cancelled AS (
+		INSERT INTO reservations (order_id, event_id, status, reason)
+		SELECT $4, $2::uuid, 'cancelled', NULLIF($6, '') FROM ledger WHERE NOT EXISTS (SELECT 1 FROM prior))
+	SELECT EXISTS (SELECT 1 FROM ledger)`
 
-func (t inventoryTx) MarkCancelled(ctx context.Context, ev events.Event) error {
-	return t.insertReservation(ctx, ev, inventory.StatusCancelled, ev.Reason)
-}
-
-func (t inventoryTx) insertReservation(ctx context.Context, ev events.Event, s inventory.Status, reason string) error {
-	_, err := t.tx.Exec(ctx, `
-		INSERT INTO reservations (order_id, event_id, status, reason) VALUES ($1, $2::uuid, $3, NULLIF($4, ''))`,
-		ev.Order.OrderID, string(ev.EventID), string(s), reason)
+// Release implements inventory.Store, in one round trip (see once).
+func (s *Inventory) Release(ctx context.Context, ev events.Event) error {
+	_, err := s.db.once(ctx, inventory.Name, ev, releaseStatement, append(ledgerArgs(inventory.Name, ev), ev.Reason))
 	if err != nil {
-		return fmt.Errorf("record reservation %s: %w", s, err)
-	}
-	return nil
-}
-
-// Release puts back exactly what the order's reserve movements took, locking
-// the product rows in SKU order first like every other stock change.
-func (t inventoryTx) Release(ctx context.Context, ev events.Event) error {
-	orderID := ev.Order.OrderID
-	_, err := t.tx.Exec(ctx, `
-		SELECT 1 FROM products WHERE sku IN (SELECT sku FROM stock_movements WHERE order_id = $1)
-		ORDER BY sku FOR UPDATE`, orderID)
-	if err != nil {
-		return fmt.Errorf("lock stock to release order %s: %w", orderID, err)
-	}
-	_, err = t.tx.Exec(ctx, `
-		WITH held AS (
-			SELECT sku, -sum(delta)::int AS qty FROM stock_movements WHERE order_id = $1 GROUP BY sku HAVING sum(delta) < 0),
-		upd AS (
-			UPDATE products p SET stock = p.stock + held.qty, updated_at = now() FROM held WHERE p.sku = held.sku),
-		mv AS (
-			INSERT INTO stock_movements (order_id, event_id, sku, delta, kind)
-			SELECT $1, $2::uuid, sku, qty, 'release' FROM held)
-		UPDATE reservations SET status = 'released', reason = NULLIF($3, ''), updated_at = now() WHERE order_id = $1`,
-		orderID, string(ev.EventID), ev.Reason)
-	if err != nil {
-		return fmt.Errorf("release stock of order %s: %w", orderID, err)
+		return fmt.Errorf("release stock of order %s: %w", ev.Order.OrderID, err)
 	}
 	return nil
 }

@@ -6,54 +6,76 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orderpipe/orderpipe/events"
 )
 
-// txn holds the statements every handler's transaction shares.
-type txn struct {
-	tx pgx.Tx
+// A handler's effect is one round trip to the database: three statements
+// pipelined in one batch, which PostgreSQL runs as one implicit transaction
+// (a single Sync; an error anywhere rolls all of it back):
+//
+//  1. the order's lock, pg_advisory_xact_lock on (handler, order): two
+//     events of one order (placed and cancelled) are decided one after the
+//     other. Transaction-scoped: safe behind a transaction pooler.
+//  2. the effect, one statement whose first CTE, ledger, writes the
+//     (handler, event) ledger row with the payload's fingerprint and whose
+//     every change is guarded on that row being new. In READ COMMITTED each
+//     statement takes its snapshot when it starts, so this one sees every
+//     change committed by whoever held the order's lock before.
+//  3. the ledger row's fingerprint: a known event_id with another payload
+//     is events.ErrConflict, never a silent skip. A statement of its own: it
+//     sees a row the effect's insert waited for and its snapshot could not.
+//
+// A concurrent duplicate blocks on the lock (or on the ledger's primary
+// key) until the first commits, then finds the row: at most one applies the
+// effect.
+
+// ledgerCTE is the effect statement's first CTE. Every effect statement
+// takes the same first five arguments (ledgerArgs).
+const ledgerCTE = `ledger AS (
+	INSERT INTO processed_events (handler, event_id, event_type, order_id, fingerprint)
+	VALUES ($1, $2::uuid, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1)`
+
+// ledgerArgs are the arguments of ledgerCTE.
+func ledgerArgs(handler string, ev events.Event) []any {
+	fp := events.Fingerprint(ev)
+	return []any{handler, string(ev.EventID), string(ev.EventType), ev.Order.OrderID, fp[:]}
 }
 
-// MarkProcessed writes the (handler, event) ledger row with the payload's
-// fingerprint. A concurrent duplicate blocks on the primary key until the
-// first commits, then sees the conflict: at most one of them applies the
-// effect. A known event_id with a different fingerprint is an
-// events.ErrConflict, never a silent skip.
-func (t *txn) MarkProcessed(ctx context.Context, handler string, ev events.Event) (bool, error) {
-	fp := events.Fingerprint(ev)
-	tag, err := t.tx.Exec(ctx, `
-		INSERT INTO processed_events (handler, event_id, event_type, order_id, fingerprint)
-		VALUES ($1, $2::uuid, $3, $4, $5)
-		ON CONFLICT DO NOTHING`,
-		handler, string(ev.EventID), string(ev.EventType), ev.Order.OrderID, fp[:])
+// once runs handler's effect for ev in one round trip (see above); effect
+// is the statement, args all its arguments (ledgerArgs first). The
+// statement's one row starts with whether the ledger row was new (false
+// means an earlier copy committed the effect), which once returns; dest
+// take its other columns.
+func (db *DB) once(ctx context.Context, handler string, ev events.Event, effect string, args []any, dest ...any) (bool, error) {
+	var (
+		first bool
+		known []byte
+	)
+	err := db.run(ctx, func(ctx context.Context, conn *pgxpool.Conn) error {
+		b := &pgx.Batch{}
+		b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, handler+":"+ev.Order.OrderID)
+		b.Queue(effect, args...).QueryRow(func(row pgx.Row) error {
+			if err := row.Scan(append([]any{&first}, dest...)...); err != nil {
+				return fmt.Errorf("read the effect's result: %w", err)
+			}
+			return nil
+		})
+		b.Queue(`SELECT fingerprint FROM processed_events WHERE handler = $1 AND event_id = $2::uuid`,
+			handler, string(ev.EventID)).QueryRow(func(row pgx.Row) error { return row.Scan(&known) })
+		if err := conn.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("%s %s of order %s: %w", handler, ev.EventType, ev.Order.OrderID, err)
+		}
+		return nil
+	})
 	if err != nil {
-		return false, fmt.Errorf("mark %s processed by %s: %w", ev.EventID, handler, err)
+		return false, err
 	}
-	if tag.RowsAffected() == 1 {
-		return true, nil
-	}
-	// A second statement: in READ COMMITTED it sees the row the INSERT
-	// waited for, which the INSERT's own snapshot could not.
-	var known []byte
-	if err := t.tx.QueryRow(ctx, `SELECT fingerprint FROM processed_events WHERE handler = $1 AND event_id = $2::uuid`,
-		handler, string(ev.EventID)).Scan(&known); err != nil {
-		return false, fmt.Errorf("read ledger of %s for %s: %w", ev.EventID, handler, err)
-	}
-	if known != nil && !bytes.Equal(known, fp[:]) {
+	if fp := events.Fingerprint(ev); !first && known != nil && !bytes.Equal(known, fp[:]) {
 		return false, fmt.Errorf("%s for %s: %w", ev.EventID, handler, events.ErrConflict)
 	}
-	return false, nil
-}
-
-// LockOrder takes a transaction-scoped advisory lock on (handler, order), so
-// that two events of one order (placed and cancelled, say) are decided one
-// after the other. Transaction-scoped: safe behind a transaction pooler.
-func (t *txn) LockOrder(ctx context.Context, handler, orderID string) error {
-	if _, err := t.tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, handler+":"+orderID); err != nil {
-		return fmt.Errorf("lock order %s for %s: %w", orderID, handler, err)
-	}
-	return nil
+	return first, nil
 }
 
 func skuStrings(skus []events.SKU) []string {

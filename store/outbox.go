@@ -10,32 +10,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/orderpipe/orderpipe/events"
 )
 
-// ErrNoOutboxTopic is returned by Emit and the Outbox when no topic was
-// given (NewInventory, NewOutbox).
+// ErrNoOutboxTopic is returned by Inventory.Reserve and the Outbox when no
+// topic was given (NewInventory, NewOutbox).
 var ErrNoOutboxTopic = errors.New("store: no outbox topic given")
-
-// Emit implements inventory.Tx: the event goes to the outbox, for this
-// store's topic, in the caller's transaction. Emitting the same event again
-// is a no-op.
-func (t inventoryTx) Emit(ctx context.Context, ev events.Event) error {
-	if t.outboxTopic == "" {
-		return fmt.Errorf("outbox %s: %w", ev.EventID, ErrNoOutboxTopic)
-	}
-	body, err := events.Encode(ev)
-	if err != nil {
-		return fmt.Errorf("outbox %s: %w", ev.EventID, err)
-	}
-	if _, err := t.tx.Exec(ctx, `
-		INSERT INTO outbox (event_id, event_type, body, topic, order_id) VALUES ($1::uuid, $2, $3, $4, $5)
-		ON CONFLICT (event_id) DO NOTHING`, string(ev.EventID), string(ev.EventType), string(body), t.outboxTopic, ev.Order.OrderID); err != nil {
-		return fmt.Errorf("outbox %s: %w", ev.EventID, err)
-	}
-	return nil
-}
 
 // OutboxMessage is one unsent outbox row.
 type OutboxMessage struct {

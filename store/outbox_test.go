@@ -33,15 +33,14 @@ func TestOutboxIsPerTopic(t *testing.T) {
 		return pipeline{store.NewInventory(env.DB, topic), store.NewOutbox(env.DB, topic)}
 	}
 	a, b := open(prefix+"orders-a"), open(prefix+"orders-b")
+	soldOut := soldOutProduct(t, env, prefix)
 	emit := func(p pipeline, order string) events.EventID {
-		ev := events.Event{EventID: events.EventID(uuid.NewString()), EventType: events.OrderCancelled, SchemaVersion: 1,
-			OccurredAt: time.Now().UTC(), Order: events.Order{OrderID: prefix + order,
-				Customer: events.Customer{ID: "c", Email: "c@example.com", Name: "C"}, Currency: "USD",
-				Items: []events.Item{{SKU: "X", Quantity: 1}}}}
-		if err := p.inventory.InventoryTx(ctx, func(tx inventory.Tx) error { return tx.Emit(ctx, ev) }); err != nil {
-			t.Fatalf("emit %s: %v", order, err)
+		ev := placedOrder(prefix+order, soldOut)
+		comp := inventory.OutOfStock(ev)
+		if _, err := p.inventory.Reserve(ctx, ev, inventory.Lines(ev.Order), comp); err != nil {
+			t.Fatalf("reserve %s (out of stock, so compensated): %v", order, err)
 		}
-		return ev.EventID
+		return comp.EventID
 	}
 	wantA := []events.EventID{emit(a, "a1"), emit(a, "a2")}
 	wantB := []events.EventID{emit(b, "b1")}
@@ -84,11 +83,9 @@ func TestOutboxIsPerTopic(t *testing.T) {
 	}
 
 	none := open("")
-	err := none.inventory.InventoryTx(ctx, func(tx inventory.Tx) error {
-		return tx.Emit(ctx, events.Event{EventID: events.EventID(uuid.NewString()), Order: events.Order{OrderID: prefix + "x"}})
-	})
-	if !errors.Is(err, store.ErrNoOutboxTopic) {
-		t.Errorf("emit without a topic: %v, want ErrNoOutboxTopic", err)
+	ev := placedOrder(prefix+"x", soldOut)
+	if _, err := none.inventory.Reserve(ctx, ev, inventory.Lines(ev.Order), inventory.OutOfStock(ev)); !errors.Is(err, store.ErrNoOutboxTopic) {
+		t.Errorf("reserve without a topic: %v, want ErrNoOutboxTopic", err)
 	}
 	if _, err := none.outbox.Lease(ctx, 10, time.Minute); !errors.Is(err, store.ErrNoOutboxTopic) {
 		t.Errorf("relay without a topic: %v, want ErrNoOutboxTopic", err)
@@ -103,12 +100,10 @@ func TestOutboxLeases(t *testing.T) {
 	ctx := context.Background()
 	prefix := testenv.Prefix()
 	inv, outbox := store.NewInventory(env.DB, prefix+"orders"), store.NewOutbox(env.DB, prefix+"orders")
+	soldOut := soldOutProduct(t, env, prefix)
 	for i := range 3 {
-		ev := events.Event{EventID: events.EventID(uuid.NewString()), EventType: events.OrderCancelled, SchemaVersion: 1,
-			OccurredAt: time.Now().UTC(), Reason: "out_of_stock", Order: events.Order{OrderID: fmt.Sprintf("%slease%d", prefix, i),
-				Customer: events.Customer{ID: "c", Email: "c@example.com", Name: "C"}, Currency: "USD",
-				Items: []events.Item{{SKU: "X", Quantity: 1}}}}
-		if err := inv.InventoryTx(ctx, func(tx inventory.Tx) error { return tx.Emit(ctx, ev) }); err != nil {
+		ev := placedOrder(fmt.Sprintf("%slease%d", prefix, i), soldOut)
+		if _, err := inv.Reserve(ctx, ev, inventory.Lines(ev.Order), inventory.OutOfStock(ev)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -144,4 +139,24 @@ func TestOutboxLeases(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// soldOutProduct adds a product with no stock: every order of it is
+// rejected, and its compensation goes to the outbox.
+func soldOutProduct(t *testing.T, env *testenv.Env, prefix string) events.SKU {
+	t.Helper()
+	sku := events.SKU(prefix + "SOLD-OUT")
+	if _, err := env.DB.Pool().Exec(context.Background(),
+		`INSERT INTO products (sku, name, price_cents, stock) VALUES ($1, 'Sold out', 100, 0)`, string(sku)); err != nil {
+		t.Fatal(err)
+	}
+	return sku
+}
+
+// placedOrder is an order.placed of one unit of sku.
+func placedOrder(orderID string, sku events.SKU) events.Event {
+	return events.Event{EventID: events.EventID(uuid.NewString()), EventType: events.OrderPlaced, SchemaVersion: 1,
+		OccurredAt: time.Now().UTC().Truncate(time.Microsecond), Order: events.Order{OrderID: orderID,
+			Customer: events.Customer{ID: "c", Email: "c@example.com", Name: "C"}, Currency: "USD",
+			Items: []events.Item{{SKU: sku, Quantity: 1}}}}
 }

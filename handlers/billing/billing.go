@@ -24,34 +24,35 @@ type Invoice struct {
 	Currency   string
 }
 
-// Tx is what billing needs from one database transaction. The store
-// implements it; the handler owns the rules.
-type Tx interface {
-	// MarkProcessed records (billing, event) and reports whether this is the
-	// first time; false means the event's effect is already committed.
-	MarkProcessed(ctx context.Context, handler string, ev events.Event) (bool, error)
-	// LockOrder serialises billing's transactions for one order until commit.
-	LockOrder(ctx context.Context, handler, orderID string) error
-	// Coupon returns the coupon, or ok=false if there is none with that code.
-	Coupon(ctx context.Context, code string) (c catalog.Coupon, ok bool, err error)
-	// RedeemCoupon counts one use of the coupon for the order, atomically
-	// within its redemption limit; ok=false if the limit is reached.
-	RedeemCoupon(ctx context.Context, code, orderID string) (ok bool, err error)
-	// ReleaseCoupon gives back the order's redemption, if it had one.
-	ReleaseCoupon(ctx context.Context, orderID string) error
-	// OrderState says whether the order has an invoice and whether billing
-	// has seen it cancelled.
-	OrderState(ctx context.Context, orderID string) (invoiced, cancelled bool, err error)
-	// CreateInvoice stores the invoice with the next gapless number.
-	CreateInvoice(ctx context.Context, inv Invoice) (number int64, err error)
-	// Cancel records the cancellation and voids the order's invoice if it has
-	// an issued one; voided says whether it did.
-	Cancel(ctx context.Context, ev events.Event, reason string) (voided bool, err error)
+// Issued is what Store.Invoice did.
+type Issued struct {
+	// New is false when the event was already handled: nothing changed.
+	New bool
+	// Number is the invoice's, or 0 when none was issued (the order was
+	// invoiced already, or cancelled first).
+	Number int64
+	// Discount is what the invoice took off: the quote's, or 0 when the
+	// coupon's redemption limit was reached.
+	Discount catalog.Cents
 }
 
-// Store runs fn in one transaction, committing if it returns nil.
+// Store is what billing needs from the database. Each call that changes
+// something is one transaction, recorded in the ledger with its event, so a
+// copy of a handled event changes nothing; a known event_id with another
+// payload is events.ErrConflict.
 type Store interface {
-	BillingTx(ctx context.Context, fn func(Tx) error) error
+	// Invoice records ev (order.placed) and issues inv with the next
+	// gapless number, unless the order is already invoiced or billing saw
+	// it cancelled first. A discount is applied only if the coupon's
+	// redemption is counted within its limit, atomically; past the limit
+	// the invoice is issued at full price with ErrCouponLimitReached as its
+	// note.
+	Invoice(ctx context.Context, ev events.Event, inv Invoice) (Issued, error)
+	// Cancel records ev (order.cancelled) and voids the order's issued
+	// invoice, giving its coupon redemption back; it reports whether it
+	// voided one. A cancellation seen first means the order is never
+	// invoiced.
+	Cancel(ctx context.Context, ev events.Event, reason string) (voided bool, err error)
 }
 
 // Catalog returns products' names and prices (through the product cache);
@@ -64,10 +65,19 @@ type Catalog interface {
 type Handler struct {
 	store   Store
 	catalog Catalog
+	coupons Coupons
+}
+
+// Coupons returns a coupon by code, or ok=false if there is none: the
+// store, or a CouponCache in front of it.
+type Coupons interface {
+	Coupon(ctx context.Context, code string) (c catalog.Coupon, ok bool, err error)
 }
 
 // New returns a billing handler.
-func New(store Store, cat Catalog) *Handler { return &Handler{store: store, catalog: cat} }
+func New(store Store, cat Catalog, coupons Coupons) *Handler {
+	return &Handler{store: store, catalog: cat, coupons: coupons}
+}
 
 // Handle implements handlers.EventFunc.
 func (h *Handler) Handle(ctx context.Context, ev events.Event) error {
@@ -82,38 +92,18 @@ func (h *Handler) Handle(ctx context.Context, ev events.Event) error {
 }
 
 func (h *Handler) place(ctx context.Context, ev events.Event) error {
-	// Catalog data is read before the transaction, never inside it: a
-	// transaction waiting on a second connection for a cache miss could
-	// exhaust the pool with every connection held by such a waiter.
+	// Catalog data and the coupon are read before the order's transaction:
+	// the transaction is one round trip, holding no connection while
+	// anything else is read.
 	products, err := h.products(ctx, ev.Order)
 	if err != nil {
 		return fmt.Errorf("bill order %s: %w", ev.Order.OrderID, err)
 	}
-	err = h.store.BillingTx(ctx, func(tx Tx) error {
-		first, err := tx.MarkProcessed(ctx, Name, ev)
-		if err != nil || !first {
-			return err
-		}
-		if err := tx.LockOrder(ctx, Name, ev.Order.OrderID); err != nil {
-			return err
-		}
-		invoiced, cancelled, err := tx.OrderState(ctx, ev.Order.OrderID)
-		if err != nil {
-			return err
-		}
-		if invoiced || cancelled {
-			// Another event already invoiced this order, or it was cancelled
-			// before it was placed: nothing to issue.
-			return nil
-		}
-		inv, err := h.quote(ctx, tx, ev, products)
-		if err != nil {
-			return err
-		}
-		_, err = tx.CreateInvoice(ctx, inv)
-		return err
-	})
+	inv, err := h.quote(ctx, ev, products)
 	if err != nil {
+		return fmt.Errorf("bill order %s: %w", ev.Order.OrderID, err)
+	}
+	if _, err := h.store.Invoice(ctx, ev, inv); err != nil {
 		return fmt.Errorf("bill order %s: %w", ev.Order.OrderID, err)
 	}
 	return nil
@@ -131,8 +121,10 @@ func (h *Handler) products(ctx context.Context, o events.Order) (map[events.SKU]
 	return products, nil
 }
 
-// quote prices the order from the catalog and applies its coupon, redeeming it.
-func (h *Handler) quote(ctx context.Context, tx Tx, ev events.Event, products map[events.SKU]catalog.Product) (Invoice, error) {
+// quote prices the order from the catalog and works out its coupon's
+// discount; the redemption itself (and its limit) is the store's, in the
+// order's transaction.
+func (h *Handler) quote(ctx context.Context, ev events.Event, products map[events.SKU]catalog.Product) (Invoice, error) {
 	o := ev.Order
 	lines, subtotal, err := PriceLines(o, products)
 	if err != nil {
@@ -140,10 +132,7 @@ func (h *Handler) quote(ctx context.Context, tx Tx, ev events.Event, products ma
 	}
 	q := Quote{Lines: lines, Subtotal: subtotal}
 	if o.CouponCode != "" {
-		q.Discount, err = h.applyCoupon(ctx, tx, ev, subtotal)
-		if reason := couponNote(err); reason != "" {
-			q.CouponNote, err = reason, nil
-		}
+		q.Discount, q.CouponNote, err = h.discount(ctx, ev, subtotal)
 		if err != nil {
 			return Invoice{}, err
 		}
@@ -155,37 +144,24 @@ func (h *Handler) quote(ctx context.Context, tx Tx, ev events.Event, products ma
 	return Invoice{OrderID: o.OrderID, EventID: ev.EventID, CustomerID: o.Customer.ID, Currency: o.Currency, Quote: q}, nil
 }
 
-func (h *Handler) applyCoupon(ctx context.Context, tx Tx, ev events.Event, subtotal catalog.Cents) (catalog.Cents, error) {
-	c, ok, err := tx.Coupon(ctx, ev.Order.CouponCode)
+// discount is the order's coupon discount, or the note saying why the
+// coupon does not apply (unknown, not yet valid, expired, below the
+// minimum): a coupon never refuses an order.
+func (h *Handler) discount(ctx context.Context, ev events.Event, subtotal catalog.Cents) (catalog.Cents, string, error) {
+	c, ok, err := h.coupons.Coupon(ctx, ev.Order.CouponCode)
 	if err != nil {
-		return 0, err
+		return 0, "", fmt.Errorf("read coupon: %w", err)
 	}
 	if !ok {
-		return 0, ErrCouponUnknown
+		return 0, ErrCouponUnknown.Error(), nil
 	}
 	d, err := Discount(subtotal, c, ev.OccurredAt)
-	if err != nil || d == 0 {
-		return 0, err
-	}
-	redeemed, err := tx.RedeemCoupon(ctx, c.Code, ev.Order.OrderID)
-	if err != nil {
-		return 0, err
-	}
-	if !redeemed {
-		return 0, ErrCouponLimitReached
-	}
-	return d, nil
-}
-
-// couponNote turns a coupon refusal into the note kept on the invoice; other
-// errors (the database's) stay errors.
-func couponNote(err error) string {
-	for _, refusal := range []error{ErrCouponUnknown, ErrCouponNotYetValid, ErrCouponExpired, ErrCouponMinOrder, ErrCouponLimitReached} {
+	for _, refusal := range []error{ErrCouponNotYetValid, ErrCouponExpired, ErrCouponMinOrder} {
 		if errors.Is(err, refusal) {
-			return err.Error()
+			return 0, err.Error(), nil
 		}
 	}
-	return ""
+	return d, "", err
 }
 
 func (h *Handler) cancel(ctx context.Context, ev events.Event) error {
@@ -193,21 +169,7 @@ func (h *Handler) cancel(ctx context.Context, ev events.Event) error {
 	if reason == "" {
 		reason = "cancelled"
 	}
-	err := h.store.BillingTx(ctx, func(tx Tx) error {
-		first, err := tx.MarkProcessed(ctx, Name, ev)
-		if err != nil || !first {
-			return err
-		}
-		if err := tx.LockOrder(ctx, Name, ev.Order.OrderID); err != nil {
-			return err
-		}
-		voided, err := tx.Cancel(ctx, ev, reason)
-		if err != nil || !voided {
-			return err
-		}
-		return tx.ReleaseCoupon(ctx, ev.Order.OrderID)
-	})
-	if err != nil {
+	if _, err := h.store.Cancel(ctx, ev, reason); err != nil {
 		return fmt.Errorf("void invoice of order %s: %w", ev.Order.OrderID, err)
 	}
 	return nil

@@ -34,31 +34,23 @@ type Line struct {
 	Quantity int
 }
 
-// Tx is what inventory needs from one database transaction.
-type Tx interface {
-	MarkProcessed(ctx context.Context, handler string, ev events.Event) (bool, error)
-	LockOrder(ctx context.Context, handler, orderID string) error
-	// Reservation returns the order's reservation status, or ok=false.
-	Reservation(ctx context.Context, orderID string) (s Status, ok bool, err error)
-	// LockStock locks the SKUs' product rows in SKU order (so concurrent
-	// orders cannot deadlock) and returns their stock. A SKU the catalog
-	// lacks is events.UnknownSKU.
-	LockStock(ctx context.Context, skus []events.SKU) (map[events.SKU]int, error)
-	// Reserve takes the lines from stock and records the reservation.
-	Reserve(ctx context.Context, ev events.Event, lines []Line) error
-	// Reject records a reservation refused for reason, taking nothing.
-	Reject(ctx context.Context, ev events.Event, reason string) error
-	// Emit writes an event to the outbox, to be published after commit.
-	Emit(ctx context.Context, ev events.Event) error
-	// Release puts back what the order reserved and marks it released.
-	Release(ctx context.Context, ev events.Event) error
-	// MarkCancelled records an order cancelled before it was placed.
-	MarkCancelled(ctx context.Context, ev events.Event) error
-}
-
-// Store runs fn in one transaction, committing if it returns nil.
+// Store is what inventory needs from the database. Each call is one
+// transaction, recorded in the ledger with its event, so a copy of a handled
+// event changes nothing; a known event_id with another payload is
+// events.ErrConflict.
 type Store interface {
-	InventoryTx(ctx context.Context, fn func(Tx) error) error
+	// Reserve records ev (order.placed) and, unless the order is already
+	// decided or was cancelled first, takes every line from stock or none:
+	// product rows are locked in SKU order, so concurrent orders cannot
+	// deadlock, and stock never goes below zero. An order stock cannot
+	// cover is recorded rejected, with the shortfall, and compensation (its
+	// cancellation) is written to the outbox in the same transaction. It
+	// returns the reservation's status, or "" if ev changed nothing.
+	Reserve(ctx context.Context, ev events.Event, lines []Line, compensation events.Event) (Status, error)
+	// Release records ev (order.cancelled) and puts back exactly what the
+	// order reserved; an order cancelled before it was placed is recorded
+	// cancelled, so the placement takes nothing.
+	Release(ctx context.Context, ev events.Event) error
 }
 
 // Catalog returns catalog data (through the product cache); a SKU it does
@@ -82,16 +74,19 @@ func (h *Handler) Handle(ctx context.Context, ev events.Event) error {
 	switch ev.EventType {
 	case events.OrderPlaced:
 		// Unknown SKUs are refused from the (cached) catalog before any
-		// stock row is locked; the lock itself re-checks.
+		// stock row is locked.
 		if err = h.checkCatalog(ctx, ev.Order); err == nil {
-			err = h.inTx(ctx, ev, h.reserve)
+			_, err = h.store.Reserve(ctx, ev, Lines(ev.Order), OutOfStock(ev))
 		}
 	case events.OrderCancelled:
-		err = h.inTx(ctx, ev, h.release)
+		err = h.store.Release(ctx, ev)
 	default:
 		return nil
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("inventory %s for order %s: %w", ev.EventType, ev.Order.OrderID, err)
+	}
+	return nil
 }
 
 func (h *Handler) checkCatalog(ctx context.Context, o events.Order) error {
@@ -102,71 +97,14 @@ func (h *Handler) checkCatalog(ctx context.Context, o events.Order) error {
 	}
 	products, err := h.catalog.Products(ctx, skus)
 	if err != nil {
-		return fmt.Errorf("inventory: read catalog for order %s: %w", o.OrderID, err)
+		return fmt.Errorf("read catalog: %w", err)
 	}
 	for _, sku := range skus {
 		if _, ok := products[sku]; !ok {
-			return fmt.Errorf("inventory: order %s: %w", o.OrderID, events.UnknownSKU(sku))
+			return events.UnknownSKU(sku)
 		}
 	}
 	return nil
-}
-
-// inTx runs step once per event: under the ledger marker and the order's lock.
-func (h *Handler) inTx(ctx context.Context, ev events.Event, step func(context.Context, Tx, events.Event) error) error {
-	err := h.store.InventoryTx(ctx, func(tx Tx) error {
-		first, err := tx.MarkProcessed(ctx, Name, ev)
-		if err != nil || !first {
-			return err
-		}
-		if err := tx.LockOrder(ctx, Name, ev.Order.OrderID); err != nil {
-			return err
-		}
-		return step(ctx, tx, ev)
-	})
-	if err != nil {
-		return fmt.Errorf("inventory %s for order %s: %w", ev.EventType, ev.Order.OrderID, err)
-	}
-	return nil
-}
-
-func (h *Handler) reserve(ctx context.Context, tx Tx, ev events.Event) error {
-	if _, ok, err := tx.Reservation(ctx, ev.Order.OrderID); err != nil || ok {
-		return err // already decided (or cancelled first): nothing more to take
-	}
-	lines := Lines(ev.Order)
-	skus := make([]events.SKU, len(lines))
-	for i, l := range lines {
-		skus[i] = l.SKU
-	}
-	stock, err := tx.LockStock(ctx, skus)
-	if err != nil {
-		return err
-	}
-	if short := Shortfall(lines, stock); short != "" {
-		if err := tx.Reject(ctx, ev, "insufficient_stock: "+short); err != nil {
-			return err
-		}
-		// The order cannot be fulfilled: cancel it through the pipeline, so
-		// billing voids its invoice and the customer hears why. Same
-		// transaction as the rejection: both happen, or neither.
-		return tx.Emit(ctx, OutOfStock(ev))
-	}
-	return tx.Reserve(ctx, ev, lines)
-}
-
-func (h *Handler) release(ctx context.Context, tx Tx, ev events.Event) error {
-	s, ok, err := tx.Reservation(ctx, ev.Order.OrderID)
-	switch {
-	case err != nil:
-		return err
-	case !ok:
-		return tx.MarkCancelled(ctx, ev)
-	case s == StatusReserved:
-		return tx.Release(ctx, ev)
-	default:
-		return nil // rejected, released or cancelled: no stock is held
-	}
 }
 
 // ReasonOutOfStock is the reason of the cancellation inventory emits.
@@ -194,16 +132,4 @@ func Lines(o events.Order) []Line {
 	}
 	slices.SortFunc(lines, func(a, b Line) int { return strings.Compare(string(a.SKU), string(b.SKU)) })
 	return lines
-}
-
-// Shortfall describes the lines stock cannot cover, or returns "" if it
-// covers them all.
-func Shortfall(lines []Line, stock map[events.SKU]int) string {
-	var short []string
-	for _, l := range lines {
-		if have := stock[l.SKU]; have < l.Quantity {
-			short = append(short, fmt.Sprintf("%s (want %d, have %d)", l.SKU, l.Quantity, have))
-		}
-	}
-	return strings.Join(short, ", ")
 }

@@ -183,6 +183,9 @@ func (d *deps) close() {
 	if d.smtp != nil {
 		d.smtp.Close()
 	}
+	if d.mail != nil {
+		d.mail.Close()
+	}
 	if d.redis != nil {
 		_ = d.redis.Close()
 	}

@@ -87,7 +87,8 @@ func TestCouponLimitHoldsUnderConcurrency(t *testing.T) {
 	s.addProducts(t, catalog.Product{SKU: "TEE", Name: "T-shirt", Price: 2500, Stock: 1000})
 	limit := 7
 	s.addCoupon(t, catalog.Coupon{Code: "LIMITED", Kind: catalog.CouponFixed, AmountOff: 500, MaxRedemptions: &limit})
-	h := billing.New(store.NewBilling(s.env.DB), store.NewCatalog(s.env.DB))
+	b := store.NewBilling(s.env.DB)
+	h := billing.New(b, store.NewCatalog(s.env.DB), b)
 
 	runConcurrently(t, 40, func(i int) error {
 		return h.Handle(context.Background(), s.placed(fmt.Sprintf("c%d", i), "LIMITED", "TEE", 1))

@@ -15,8 +15,12 @@ import (
 
 // Outbox relay timing. Every wait of the relay is bounded by one of these.
 const (
-	// relayIdle is how long the relay sleeps when the outbox is empty.
-	relayIdle = 200 * time.Millisecond
+	// relayIdle is how long the relay sleeps when the outbox is empty; it
+	// doubles with every empty look, up to relayIdleMax, and starts over
+	// after a publish: an idle pipeline costs the database one statement
+	// every relayIdleMax per worker, and a compensation waits at most that.
+	relayIdle    = 200 * time.Millisecond
+	relayIdleMax = 2 * time.Second
 	// relayFailingWait is how long it sleeps after a failure.
 	relayFailingWait = time.Second
 	// relayBatch is how many rows one relay step publishes (one SNS
@@ -46,9 +50,10 @@ func newSNSBreaker(ctx context.Context, log *slog.Logger, m *metrics.Metrics) *r
 // runs one; concurrent relays lease different rows.
 func relay(ctx context.Context, outbox *store.Outbox, pub *events.Publisher, sns *resilience.Breaker, m *metrics.Metrics, log *slog.Logger) {
 	failing := false
+	idle := relayIdle
 	for {
 		n, err := relayOnce(ctx, outbox, pub, sns, m)
-		wait := relayIdle
+		wait := idle
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -62,8 +67,10 @@ func relay(ctx context.Context, outbox *store.Outbox, pub *events.Publisher, sns
 			failing = false
 		}
 		if n > 0 {
+			idle = relayIdle
 			continue
 		}
+		idle = min(2*idle, relayIdleMax)
 		select {
 		case <-ctx.Done():
 			return

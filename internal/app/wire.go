@@ -57,8 +57,9 @@ func EventFuncs(d Deps) (map[string]handlers.EventFunc, error) {
 	if products == nil {
 		products = redisstore.NewProductCache(d.Redis, store.NewCatalog(d.DB), d.ProductCacheTTL)
 	}
+	bill := store.NewBilling(d.DB)
 	return map[string]handlers.EventFunc{
-		billing.Name:      billing.New(store.NewBilling(d.DB), products).Handle,
+		billing.Name:      billing.New(bill, products, billing.NewCouponCache(bill, 0)).Handle,
 		inventory.Name:    inventory.New(store.NewInventory(d.DB, d.OutboxTopic), products).Handle,
 		notification.Name: notification.New(products, courier, d.Notification).Handle,
 	}, nil
