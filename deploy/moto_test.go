@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/xml"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -41,7 +42,7 @@ const (
 // builds; TestStackDeploysIntoMoto checks each as deployed.
 var motoModels = []string{
 	"AWS::SNS::Topic", "AWS::SQS::Queue", "AWS::IAM::Role", "AWS::Logs::LogGroup",
-	"AWS::ECS::Cluster", "AWS::ECS::TaskDefinition", "AWS::ECS::Service",
+	"AWS::ECS::Cluster", "AWS::ECS::TaskDefinition", "AWS::ECS::Service", "AWS::CloudWatch::Dashboard",
 }
 
 // motoSkips are the types moto skips (with a warning), and the structural
@@ -54,6 +55,7 @@ var motoSkips = map[string]string{
 	"AWS::SQS::QueuePolicy":                       "TestSubscriptionsMatchTheTopology",
 	"AWS::ApplicationAutoScaling::ScalableTarget": "TestAutoscalingTracksBacklogPerTask, TestOneParameterSetsBothEnds",
 	"AWS::ApplicationAutoScaling::ScalingPolicy":  "TestAutoscalingTracksBacklogPerTask",
+	"AWS::CloudWatch::Alarm":                      "TestAlarmsWatchEverySignal",
 }
 
 // motoConfig is an AWS configuration for moto's server at MOTO_URL (as
@@ -149,6 +151,8 @@ func TestStackDeploysIntoMoto(t *testing.T) {
 	worker, migrate := checkTasks(ctx, t, cfg, pipe, resources, outputs)
 	checkRoles(ctx, t, cfg, d, resources, worker, migrate)
 	checkLogGroup(ctx, t, cfg, pipe, outputs, worker)
+	checkDashboard(ctx, t, cfg, pipe, resources)
+	checkAlarmTopic(ctx, t, cfg, pipe, outputs)
 
 	// What moto skipped is what provision --check finds missing against
 	// the declaration: the subscriptions and the queue policy, nothing else.
@@ -541,4 +545,70 @@ func checkLogGroup(ctx context.Context, t *testing.T, cfg aws.Config, pipe *Stac
 		}
 	}
 	t.Errorf("no log group %s", group)
+}
+
+// checkDashboard reads the dashboard back from moto's CloudWatch and
+// compares its body with the template's evaluation: moto's Fn::Sub filled
+// in the same queue names, cluster, service and thresholds.
+// TestDashboardShowsEverySignalPerHandler reads the evaluation.
+func checkDashboard(ctx context.Context, t *testing.T, cfg aws.Config, pipe *Stack, physical map[string]string) {
+	t.Helper()
+	name := mustProps(t, pipe, "Dashboard").String("DashboardName")
+	if physical["Dashboard"] != name {
+		t.Errorf("dashboard %q, want %q", physical["Dashboard"], name)
+	}
+	got := motoDashboardBody(ctx, t, cfg, name)
+	var gotJSON, wantJSON any
+	if err := json.Unmarshal([]byte(got), &gotJSON); err != nil {
+		t.Fatalf("dashboard %s as deployed is not JSON: %v", name, err)
+	}
+	if err := json.Unmarshal([]byte(prop(t, pipe, "Dashboard", "DashboardBody")), &wantJSON); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(wantJSON, gotJSON); diff != "" {
+		t.Errorf("dashboard %s (-template +moto):\n%s", name, diff)
+	}
+}
+
+// motoDashboardBody calls CloudWatch's GetDashboard on moto with the query
+// protocol (this module has no CloudWatch client; moto does not check
+// signatures, only the service named in the credential scope).
+func motoDashboardBody(ctx context.Context, t *testing.T, cfg aws.Config, name string) string {
+	t.Helper()
+	form := url.Values{"Action": {"GetDashboard"}, "Version": {"2010-08-01"}, "DashboardName": {name}}
+	call, cancel := context.WithTimeout(ctx, motoCallTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(call, http.MethodPost, aws.ToString(cfg.BaseEndpoint)+"/", strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/"+cfg.Region+"/monitoring/aws4_request, SignedHeaders=host, Signature=0")
+	resp, err := cfg.HTTPClient.Do(req)
+	if err != nil {
+		t.Fatalf("GetDashboard %s: %v", name, err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Body string `xml:"GetDashboardResult>DashboardBody"`
+	}
+	if err := xml.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GetDashboard %s: %s, %v", name, resp.Status, err)
+	}
+	return out.Body
+}
+
+// checkAlarmTopic: the topic every alarm notifies exists, named after the
+// prefix, and is the stack's AlarmTopicArn output.
+func checkAlarmTopic(ctx context.Context, t *testing.T, cfg aws.Config, pipe *Stack, outputs map[string]string) {
+	t.Helper()
+	want := fmt.Sprintf("arn:aws:sns:%s:%s:%s", SampleRegion, SampleAccount, mustProps(t, pipe, "AlarmTopic").String("TopicName"))
+	if outputs["AlarmTopicArn"] != want {
+		t.Errorf("output AlarmTopicArn %q, want %q", outputs["AlarmTopicArn"], want)
+	}
+	call, cancel := context.WithTimeout(ctx, motoCallTimeout)
+	defer cancel()
+	if _, err := sns.NewFromConfig(cfg).GetTopicAttributes(call, &sns.GetTopicAttributesInput{TopicArn: aws.String(want)}); err != nil {
+		t.Errorf("alarm topic %s: %v", want, err)
+	}
 }

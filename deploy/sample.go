@@ -180,13 +180,18 @@ func (st *Stack) ref(r Resource) (any, error) {
 		}
 		return st.generated(r)
 	}
+	// The types whose Ref is the name a property gives them.
+	if prop, ok := map[string]string{
+		"AWS::ECS::Cluster": "ClusterName", "AWS::Logs::LogGroup": "LogGroupName", "AWS::IAM::Role": "RoleName",
+		"AWS::RDS::DBProxy": "DBProxyName", "AWS::CloudWatch::Alarm": "AlarmName", "AWS::CloudWatch::Dashboard": "DashboardName",
+	}[r.Type]; ok {
+		return named(prop), nil
+	}
 	switch r.Type {
 	case "AWS::SNS::Topic":
 		return st.arn("sns", named("TopicName")), nil
 	case "AWS::SQS::Queue":
 		return fmt.Sprintf("https://sqs.%s.amazonaws.com/%s/%s", SampleRegion, SampleAccount, named("QueueName")), nil
-	case "AWS::ECS::Cluster":
-		return named("ClusterName"), nil
 	case "AWS::ECS::TaskDefinition":
 		return st.arn("ecs", "task-definition/"+named("Family")+":1"), nil
 	case "AWS::ECS::Service":
@@ -195,17 +200,11 @@ func (st *Stack) ref(r Resource) (any, error) {
 			c = "default"
 		}
 		return st.arn("ecs", "service/"+c+"/"+named("ServiceName")), nil
-	case "AWS::Logs::LogGroup":
-		return named("LogGroupName"), nil
-	case "AWS::IAM::Role":
-		return named("RoleName"), nil
 	case "AWS::SecretsManager::Secret":
 		name := named("Name")
 		return st.arn("secretsmanager", "secret:"+name+"-"+secretSuffix(name)), nil
 	case "AWS::EC2::SecurityGroup":
 		return "sg-" + sampleID(st.Name+r.Logical, 17), nil
-	case "AWS::RDS::DBProxy":
-		return named("DBProxyName"), nil
 	case "AWS::RDS::DBCluster", "AWS::RDS::DBInstance", "AWS::RDS::DBSubnetGroup", "AWS::RDS::DBParameterGroup",
 		"AWS::ElastiCache::ReplicationGroup", "AWS::ElastiCache::SubnetGroup":
 		return strings.ToLower(st.generated(r)), nil

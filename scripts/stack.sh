@@ -161,6 +161,15 @@ moto_up() {
   wait_for moto "$LOGS/moto.log" curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/" -o /dev/null
 }
 
+# promtool_up: promtool, which deploy/'s tests run on the Prometheus alert rules
+# (deploy/prometheus/), from Debian's prometheus package, installed only when missing and
+# without its recommends. It is a command, not a service: the package's server is not started.
+promtool_up() {
+  command -v promtool >/dev/null && return 0
+  apt_install --no-install-recommends prometheus
+  command -v promtool >/dev/null || die "the prometheus package installed no promtool"
+}
+
 # databases: the application database, created once; tests make their own.
 databases_up() {
   local db=${ORDERPIPE_DB:-orderpipe}
@@ -192,7 +201,7 @@ cmd=${1:-up}
 mkdir -p "$LOGS" "$RUN"
 case "$cmd" in
   up)
-    postgres_up; redis_up; pgbouncer_up; emulator_up; mailpit_up; moto_up; databases_up
+    postgres_up; redis_up; pgbouncer_up; emulator_up; mailpit_up; moto_up; promtool_up; databases_up
     log "stack ready (logs in $LOGS)" ;;
   down)
     for s in worker moto mailpit emulator pgbouncer; do stop_one "$s"; done ;;

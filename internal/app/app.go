@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -28,6 +29,7 @@ import (
 	"github.com/orderpipe/orderpipe/handlers/notification"
 	"github.com/orderpipe/orderpipe/mailer"
 	"github.com/orderpipe/orderpipe/metrics"
+	"github.com/orderpipe/orderpipe/metrics/emf"
 	"github.com/orderpipe/orderpipe/resilience"
 	"github.com/orderpipe/orderpipe/store"
 	"github.com/orderpipe/orderpipe/store/redisstore"
@@ -73,6 +75,11 @@ type Config struct {
 	// Metrics is where the worker counts; nil makes a set of its own.
 	// Tests pass one to read it.
 	Metrics *metrics.Metrics
+	// EMF, if set, also writes the metrics the stack's alarms and dashboard
+	// read as CloudWatch embedded metric format lines (metrics/emf), to
+	// stdout unless it names an Output. Its Handlers default to Handlers,
+	// its Logger to Logger.
+	EMF *emf.Config
 }
 
 // AWSConfig loads the default AWS configuration for region: the SDK reads
@@ -126,14 +133,11 @@ func Run(ctx context.Context, cfg Config) error {
 		outbox := store.NewOutbox(d.db, cfg.Topology.Topic)
 		g.Go(func() error { relay(gctx, outbox, pub, snsBreaker, cfg.Metrics, log); return nil })
 	}
-	if cfg.MetricsAddr != "" {
-		registerPoolStats(cfg.Metrics, d.db)
-		srv, err := serveHTTP(ctx, cfg.MetricsAddr, cfg.Metrics, readiness(d.db, d.redis, d.smtp), log)
-		if err != nil {
-			return err
-		}
-		defer srv.Close()
+	stopExport, err := exportMetrics(ctx, cfg, d)
+	if err != nil {
+		return err
 	}
+	defer stopExport() // after the consumers' drain: the last EMF lines count it
 	for _, c := range consumers {
 		g.Go(func() error { return c.Run(gctx) })
 	}
@@ -144,6 +148,41 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	return nil
+}
+
+// exportMetrics serves /metrics, /healthz and /readyz at MetricsAddr and
+// writes the EMF lines, as cfg asks; stop ends both.
+func exportMetrics(ctx context.Context, cfg Config, d *deps) (stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for _, s := range slices.Backward(stops) {
+			s()
+		}
+	}
+	if cfg.MetricsAddr != "" {
+		registerPoolStats(cfg.Metrics, d.db)
+		srv, err := serveHTTP(ctx, cfg.MetricsAddr, cfg.Metrics, readiness(d.db, d.redis, d.smtp), cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+		stops = append(stops, func() { srv.Close() })
+	}
+	if cfg.EMF != nil {
+		ecfg := *cfg.EMF
+		if ecfg.Handlers == nil {
+			ecfg.Handlers = cfg.Handlers
+		}
+		if ecfg.Logger == nil {
+			ecfg.Logger = cfg.Logger
+		}
+		e, err := emf.New(cfg.Metrics, ecfg)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		stops = append(stops, e.Start(ctx))
+	}
+	return stop, nil
 }
 
 // deps are the worker's connections to its dependencies.

@@ -13,6 +13,7 @@ import (
 	"github.com/orderpipe/orderpipe/handlers/notification"
 	"github.com/orderpipe/orderpipe/internal/app"
 	"github.com/orderpipe/orderpipe/mailer"
+	"github.com/orderpipe/orderpipe/metrics/emf"
 	"github.com/orderpipe/orderpipe/store"
 	"github.com/orderpipe/orderpipe/store/redisstore"
 	"github.com/orderpipe/orderpipe/worker"
@@ -62,6 +63,7 @@ func Load(lookup env.LookupFunc) *Config {
 			ShutdownTimeout: e.Duration("WORKER_SHUTDOWN_TIMEOUT", worker.ShutdownTimeoutDefault, "time to finish in-flight messages after SIGTERM; keep under ECS stopTimeout"),
 		},
 	}
+	cfg.EMF = loadEMF(e)
 	env.CheckIdempotencyLease(e, cfg.IdemLease, common.Redis.Timeout)
 	var level slog.Level
 	lv := e.String("LOG_LEVEL", "info", "debug, info, warn or error")
@@ -69,6 +71,26 @@ func Load(lookup env.LookupFunc) *Config {
 		e.Failf("LOG_LEVEL", "%q is not one of debug, info, warn, error", lv)
 	}
 	return &Config{Env: e, Common: common, App: cfg, Level: level}
+}
+
+// loadEMF reads the EMF variables (all three, for Usage, whether it is on
+// or not) and returns the emitter's configuration when METRICS_EMF is on.
+func loadEMF(e *env.Env) *emf.Config {
+	on := e.Bool("METRICS_EMF", false, "also write the metrics the stack's alarms and dashboard read as CloudWatch embedded metric format lines on stdout (on in the shipped ECS task, whose awslogs driver carries them to CloudWatch)")
+	c := &emf.Config{
+		Namespace: e.String("METRICS_EMF_NAMESPACE", emf.NamespaceDefault, "CloudWatch namespace of the EMF metrics (the stack sets <NamePrefix>orderpipe, which its alarms watch)"),
+		Interval:  e.Duration("METRICS_EMF_INTERVAL", emf.IntervalDefault, "how often the EMF lines are written, aligned to the clock; from 1s to 1m (the stack's alarms use one-minute periods)"),
+	}
+	if err := (emf.Config{Interval: c.Interval}).Validate(); err != nil {
+		e.Failf("METRICS_EMF_INTERVAL", "%s is out of bounds: want from %s to %s", c.Interval, emf.MinInterval, emf.MaxInterval)
+	}
+	if err := (emf.Config{Namespace: c.Namespace}).Validate(); err != nil || c.Namespace == "" {
+		e.Failf("METRICS_EMF_NAMESPACE", "%q is not a CloudWatch namespace: printable ASCII, 1 to 255 characters, not AWS/...", c.Namespace)
+	}
+	if !on {
+		return nil
+	}
+	return c
 }
 
 // Check refuses a configuration the worker could not run with, naming the

@@ -1,6 +1,7 @@
 package workerenv
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"maps"
@@ -183,6 +184,10 @@ func TestTaskDefinitionPassesTheWorkersCheck(t *testing.T) {
 	if u, err := url.Parse(w.App.Redis.URL); err != nil || u.Scheme != "rediss" || u.User == nil {
 		t.Errorf("REDIS_URL is not rediss:// with the AUTH token: ElastiCache requires both")
 	}
+	// The alarms' metrics are written, into the namespace the alarms watch.
+	if w.App.EMF == nil || w.App.EMF.Namespace != vars["METRICS_EMF_NAMESPACE"] || w.App.EMF.Namespace != "prod-orderpipe" {
+		t.Errorf("EMF config %+v: want EMF on, in the sample's prod-orderpipe namespace the alarms watch", w.App.EMF)
+	}
 	if w.App.Store.IAM == nil || w.App.Store.Proxy != store.ProxyRDS {
 		t.Fatalf("store config has IAM %v, proxy %q; want IAM behind rds-proxy", w.App.Store.IAM != nil, w.App.Store.Proxy)
 	}
@@ -234,6 +239,49 @@ func TestEmailClaimShorterThanTheSendIsRefused(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), "EMAIL_CLAIM_TTL") || !strings.Contains(err.Error(), "SMTP_TIMEOUT") {
 				t.Fatalf("Check() = %v, want a refusal naming EMAIL_CLAIM_TTL and SMTP_TIMEOUT", err)
+			}
+		})
+	}
+}
+
+// TestEMFIsOffUnlessAskedAndChecked: METRICS_EMF turns the EMF lines on
+// (the shipped task does); a namespace CloudWatch would refuse or an
+// interval out of bounds stops the worker at start, naming the variable.
+func TestEMFIsOffUnlessAskedAndChecked(t *testing.T) {
+	hermeticAWS(t)
+	tests := []struct {
+		name    string
+		vars    map[string]string
+		on      bool
+		wantErr string
+	}{
+		{"off by default", map[string]string{}, false, ""},
+		{"on, the defaults", map[string]string{"METRICS_EMF": "true"}, true, ""},
+		{"on, a prefix", map[string]string{"METRICS_EMF": "true", "METRICS_EMF_NAMESPACE": "prod-orderpipe", "METRICS_EMF_INTERVAL": "10s"}, true, ""},
+		{"an interval under a second", map[string]string{"METRICS_EMF": "true", "METRICS_EMF_INTERVAL": "500ms"}, true, "METRICS_EMF_INTERVAL"},
+		{"an interval over a minute", map[string]string{"METRICS_EMF_INTERVAL": "5m"}, false, "METRICS_EMF_INTERVAL"},
+		{"AWS's namespace", map[string]string{"METRICS_EMF": "true", "METRICS_EMF_NAMESPACE": "AWS/SQS"}, true, "METRICS_EMF_NAMESPACE"},
+		{"an empty namespace", map[string]string{"METRICS_EMF": "true", "METRICS_EMF_NAMESPACE": ""}, true, "METRICS_EMF_NAMESPACE"},
+		{"not a boolean", map[string]string{"METRICS_EMF": "sometimes"}, false, "METRICS_EMF"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := Load(lookupMap(tt.vars))
+			err := w.Check(context.Background())
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr+"=") && !strings.Contains(err.Error(), tt.wantErr+":") {
+					t.Fatalf("Check() = %v, want a refusal naming %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if (w.App.EMF != nil) != tt.on {
+				t.Fatalf("EMF config %+v, want on %v", w.App.EMF, tt.on)
+			}
+			if tt.on && w.App.EMF.Namespace != cmp.Or(tt.vars["METRICS_EMF_NAMESPACE"], "orderpipe") {
+				t.Errorf("namespace %q", w.App.EMF.Namespace)
 			}
 		})
 	}
