@@ -46,6 +46,9 @@ type Config struct {
 	// Metrics counts Redis errors, cache lookups and the breaker's states.
 	// Defaults to a set nobody serves.
 	Metrics *metrics.Metrics
+	// BreakerOpenFor is how long the breaker leaves Redis alone after three
+	// failures in a row. Defaults to BreakerOpenFor; tests shorten it.
+	BreakerOpenFor time.Duration
 }
 
 // Client defaults.
@@ -85,6 +88,9 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.KeyPrefix == "" {
 		cfg.KeyPrefix = KeyPrefixDefault
 	}
+	if cfg.BreakerOpenFor <= 0 {
+		cfg.BreakerOpenFor = BreakerOpenFor
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -96,7 +102,7 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	opt.MaxRetries, opt.DialerRetries, opt.DialerRetryTimeout = -1, 1, time.Millisecond
 	r := &Client{rdb: redis.NewClient(opt), prefix: cfg.KeyPrefix, metrics: metrics.Or(cfg.Metrics)}
 	r.br = resilience.NewBreaker(ctx, resilience.BreakerConfig{
-		Name: "redis", Failures: 3, OpenFor: BreakerOpenFor, Logger: log, Metrics: r.metrics,
+		Name: "redis", Failures: 3, OpenFor: cfg.BreakerOpenFor, Logger: log, Metrics: r.metrics,
 		Effect: "idempotency keys and product cache bypassed, the database decides alone (slower, still exactly once)",
 	})
 	return r, nil
