@@ -104,7 +104,7 @@ func (b *Billing) Invoice(ctx context.Context, ev events.Event, inv billing.Invo
 		issued   billing.Issued
 		discount int64
 	)
-	first, err := b.db.once(ctx, billing.Name, ev, invoiceStatement, args, &issued.Number, &discount)
+	first, err := b.db.once(ctx, billing.Name, ev, nil, invoiceStatement, args, &issued.Number, &discount)
 	if err != nil {
 		return billing.Issued{}, fmt.Errorf("invoice order %s: %w", ev.Order.OrderID, err)
 	}
@@ -133,7 +133,7 @@ const cancelStatement = `WITH ` + ledgerCTE + `,
 // Cancel implements billing.Store, in one round trip (see once).
 func (b *Billing) Cancel(ctx context.Context, ev events.Event, reason string) (bool, error) {
 	var voided bool
-	_, err := b.db.once(ctx, billing.Name, ev, cancelStatement, append(ledgerArgs(billing.Name, ev), reason), &voided)
+	_, err := b.db.once(ctx, billing.Name, ev, nil, cancelStatement, append(ledgerArgs(billing.Name, ev), reason), &voided)
 	if err != nil {
 		return false, fmt.Errorf("void invoice of order %s: %w", ev.Order.OrderID, err)
 	}

@@ -21,29 +21,35 @@ func NewInventory(db *DB, outboxTopic string) *Inventory {
 	return &Inventory{db: db, outboxTopic: outboxTopic}
 }
 
+// Every stock change locks its product rows in SKU order, in a statement
+// before its effect (see rowLock): concurrent orders cannot deadlock, and
+// the effect reads the stock it writes. A placement locks its lines' rows;
+// a cancellation the rows its order's movements touched (the order's
+// movements cannot change meanwhile: the order's lock is held).
+const (
+	reserveLock = `SELECT 1 FROM products WHERE sku = ANY($1::text[]) ORDER BY sku FOR UPDATE`
+	releaseLock = `SELECT 1 FROM products WHERE sku IN (SELECT sku FROM stock_movements WHERE order_id = $1) ORDER BY sku FOR UPDATE`
+)
+
 // reserveStatement decides a new order.placed whose order has no
-// reservation yet: it locks the product rows in SKU order (every stock
-// change does, so concurrent orders cannot deadlock), then either takes
+// reservation yet, its product rows locked by reserveLock: it either takes
 // every line (stock movements, reservation 'reserved') or, if one line is
 // short, takes nothing, records the reservation 'rejected' with the
 // shortfall and writes the compensation (the order's cancellation) to the
-// outbox. FOR UPDATE returns each row as it is once locked, so the check
-// sees what the UPDATE changes; the CHECK (stock >= 0) backs it. Arguments
+// outbox. The rows being locked before its snapshot, the stock it checks is
+// the stock it changes; the CHECK (stock >= 0) backs it. Arguments
 // after ledgerArgs: the lines' SKUs (in SKU order) and quantities, the
 // rejection reason's prefix, the compensation's event id, type and body,
 // and the outbox topic.
 const reserveStatement = `WITH ` + ledgerCTE + `,
 	open AS (SELECT 1 FROM ledger WHERE NOT EXISTS (SELECT 1 FROM reservations WHERE order_id = $4)),
 	want AS (SELECT sku, qty FROM unnest($6::text[], $7::int[]) AS w(sku, qty)),
-	locked AS (
-		SELECT p.sku, p.stock FROM products p
-		WHERE p.sku = ANY($6::text[]) AND EXISTS (SELECT 1 FROM open)
-		ORDER BY p.sku FOR UPDATE),
+	stock AS (SELECT p.sku, p.stock FROM products p WHERE p.sku = ANY($6::text[])),
 	short AS (
-		SELECT w.sku, w.qty, coalesce(l.stock, 0) AS stock FROM want w LEFT JOIN locked l USING (sku)
+		SELECT w.sku, w.qty, coalesce(l.stock, 0) AS stock FROM want w LEFT JOIN stock l USING (sku)
 		WHERE coalesce(l.stock, 0) < w.qty),
 	decided AS (
-		SELECT NOT EXISTS (SELECT 1 FROM short) AS ok, (SELECT count(*) FROM locked) AS locked FROM open),
+		SELECT NOT EXISTS (SELECT 1 FROM short) AS ok FROM open),
 	taken AS (
 		UPDATE products p SET stock = p.stock - w.qty, updated_at = now()
 		FROM want w, decided d WHERE p.sku = w.sku AND d.ok
@@ -80,7 +86,7 @@ func (s *Inventory) Reserve(ctx context.Context, ev events.Event, lines []invent
 	args := append(ledgerArgs(inventory.Name, ev), skus, qtys, "insufficient_stock: ",
 		string(compensation.EventID), string(compensation.EventType), string(body), s.outboxTopic)
 	var status inventory.Status
-	_, err = s.db.once(ctx, inventory.Name, ev, reserveStatement, args, &status)
+	_, err = s.db.once(ctx, inventory.Name, ev, &rowLock{reserveLock, []any{skus}}, reserveStatement, args, &status)
 	if err != nil {
 		return "", fmt.Errorf("reserve stock for order %s: %w", ev.Order.OrderID, err)
 	}
@@ -88,23 +94,21 @@ func (s *Inventory) Reserve(ctx context.Context, ev events.Event, lines []invent
 }
 
 // releaseStatement decides a new order.cancelled: a reserved order gets back
-// exactly what its reserve movements took (product rows locked in SKU order
-// first, like every stock change) and becomes 'released'; an order with no
+// exactly what its reserve movements took (its product rows locked first by
+// releaseLock) and becomes 'released'; an order with no
 // reservation yet is recorded 'cancelled', so its placement takes nothing; a
 // rejected, released or cancelled order holds no stock. Arguments after
 // ledgerArgs: the reason.
 const releaseStatement = `WITH ` + ledgerCTE + `,
 	prior AS (
-		SELECT status FROM reservations WHERE order_id = $4 AND EXISTS (SELECT 1 FROM ledger) FOR UPDATE),
+		SELECT status FROM reservations WHERE order_id = $4 AND EXISTS (SELECT 1 FROM ledger)),
 	held AS (
 		SELECT sku, -sum(delta)::int AS qty FROM stock_movements
 		WHERE order_id = $4 AND EXISTS (SELECT 1 FROM prior WHERE status = 'reserved')
 		GROUP BY sku HAVING sum(delta) < 0),
-	locked AS (
-		SELECT p.sku FROM products p WHERE p.sku IN (SELECT sku FROM held) ORDER BY p.sku FOR UPDATE),
 	back AS (
 		UPDATE products p SET stock = p.stock + h.qty, updated_at = now()
-		FROM held h WHERE p.sku = h.sku AND (SELECT count(*) FROM locked) > 0),
+		FROM held h WHERE p.sku = h.sku),
 	moved AS (
 		INSERT INTO stock_movements (order_id, event_id, sku, delta, kind)
 		SELECT $4, $2::uuid, sku, qty, 'release' FROM held),
@@ -118,7 +122,7 @@ const releaseStatement = `WITH ` + ledgerCTE + `,
 
 // Release implements inventory.Store, in one round trip (see once).
 func (s *Inventory) Release(ctx context.Context, ev events.Event) error {
-	_, err := s.db.once(ctx, inventory.Name, ev, releaseStatement, append(ledgerArgs(inventory.Name, ev), ev.Reason))
+	_, err := s.db.once(ctx, inventory.Name, ev, &rowLock{releaseLock, []any{ev.Order.OrderID}}, releaseStatement, append(ledgerArgs(inventory.Name, ev), ev.Reason))
 	if err != nil {
 		return fmt.Errorf("release stock of order %s: %w", ev.Order.OrderID, err)
 	}

@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/orderpipe/orderpipe/catalog"
 	"github.com/orderpipe/orderpipe/events"
@@ -62,6 +64,11 @@ func spike(t *testing.T, sc spikeCase) {
 		ps = append(ps, p)
 		addrs = append(addrs, addr)
 	}
+	t.Cleanup(func() { // registered before the waits: it runs when one of them fails
+		if t.Failed() {
+			diagnose(t, s)
+		}
+	})
 	evs := make([]events.Event, orders)
 	for i := range evs {
 		evs[i] = s.placed(fmt.Sprintf("s%d", i), "", "HOT", 1)
@@ -133,17 +140,6 @@ func spike(t *testing.T, sc spikeCase) {
 	// One confirmation per order, one cancellation email per cancelled order.
 	cancelledOrders := st.CancelledOutOfStock + st.CancelledByCustomer
 	like := s.prefix + "%"
-	t.Cleanup(func() {
-		if t.Failed() {
-			sqsc := sqs.NewFromConfig(s.env.AWS)
-			for h, q := range s.ap.Queues {
-				n, err := topology.Depth(context.Background(), sqsc, q.URL)
-				t.Logf("diagnosis: %s queue depth %d (%v); ledger markers by event type: %d placed, %d cancelled", h, n, err,
-					s.queryInt(t, `SELECT count(*) FROM processed_events WHERE handler = $1 AND order_id LIKE $2 AND event_type = 'order.placed'`, h, like),
-					s.queryInt(t, `SELECT count(*) FROM processed_events WHERE handler = $1 AND order_id LIKE $2 AND event_type = 'order.cancelled'`, h, like))
-			}
-		}
-	})
 	testenv.Eventually(t, time.Minute, func() error {
 		confirmations := s.queryInt(t, `SELECT count(*) FROM notifications WHERE order_id LIKE $1 AND kind = 'order.placed' AND status = 'sent'`, like)
 		cancellations := s.queryInt(t, `SELECT count(*) FROM notifications WHERE order_id LIKE $1 AND kind = 'order.cancelled' AND status = 'sent'`, like)
@@ -167,4 +163,37 @@ func spike(t *testing.T, sc spikeCase) {
 		return nil
 	})
 	t.Logf("%+v; stock left %d", st, left)
+}
+
+// diagnose logs, for a failed spike, each queue's depth and its DLQ's, the
+// ledger markers by handler and event type, and the dead letters with
+// their attributes: whether a message was never delivered, is stuck in
+// flight, or was dead-lettered (and why).
+func diagnose(t *testing.T, s *stack) {
+	t.Helper()
+	ctx := context.Background()
+	sqsc := sqs.NewFromConfig(s.env.AWS)
+	like := s.prefix + "%"
+	for h, q := range s.ap.Queues {
+		n, err := topology.Depth(ctx, sqsc, q.URL)
+		d, derr := topology.Depth(ctx, sqsc, q.DLQURL)
+		t.Logf("diagnosis: %s queue depth %d (%v), DLQ %d (%v); ledger markers: %d placed, %d cancelled", h, n, err, d, derr,
+			s.queryInt(t, `SELECT count(*) FROM processed_events WHERE handler = $1 AND order_id LIKE $2 AND event_type = 'order.placed'`, h, like),
+			s.queryInt(t, `SELECT count(*) FROM processed_events WHERE handler = $1 AND order_id LIKE $2 AND event_type = 'order.cancelled'`, h, like))
+	}
+	for h, q := range s.ap.Queues {
+		out, err := sqsc.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &q.DLQURL, MaxNumberOfMessages: 10,
+			MessageAttributeNames: []string{"All"}, MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{"All"}})
+		if err != nil {
+			t.Logf("diagnosis: read %s DLQ: %v", h, err)
+			continue
+		}
+		for _, m := range out.Messages {
+			attrs := map[string]string{}
+			for k, v := range m.MessageAttributes {
+				attrs[k] = aws.ToString(v.StringValue)
+			}
+			t.Logf("diagnosis: %s DLQ message %s: system %v; attributes %v; body %.300s", h, aws.ToString(m.MessageId), m.Attributes, attrs, aws.ToString(m.Body))
+		}
+	}
 }
