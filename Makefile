@@ -37,11 +37,15 @@ test: build up ## unit and integration tests (with -race) against the local stac
 test-unit: ## unit tests only (no services needed)
 	$(GO) test -short -count=1 $(PKGS)
 
-drill: build up ## failover drill: standby promotion, PostgreSQL and PgBouncer restarts, Redis outage, under load
+drill: build up ## failover drill under load (~9 min): promotion, restarts, outages, and the network's faults (hangs, latency, resets, AWS errors) through toxiproxy
 	eval "$$(scripts/stack.sh env)" && bin/orderbench drill
 
-bench: build up ## benchmark on the local stack (~8 min): max rate, database ceiling, naive consumer, latency, runtime; table and plot in .stack/bench/
-	eval "$$(scripts/stack.sh env)" && bin/orderbench bench
+# NETWORK is the benchmark's network profiles: loopback (the local stack as
+# it is) and cloud (toxiproxy latency as in one AWS region), in that order.
+NETWORK ?= loopback,cloud
+
+bench: build up ## benchmark (~12 min): max rate, ceiling, naive, latency, runtime on loopback; max, ceiling, naive under cloud latency (NETWORK=cloud for that alone); tables in .stack/bench/
+	eval "$$(scripts/stack.sh env)" && bin/orderbench bench --network $(NETWORK)
 
 soak: build up ## worker memory at half the max rate for BENCH_SOAK (10m), after a max run; results in .stack/bench/soak/
 	eval "$$(scripts/stack.sh env)" && bin/orderbench bench --phases max,soak --soak $${BENCH_SOAK:-10m} --profile never --out .stack/bench/soak

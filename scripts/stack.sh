@@ -11,7 +11,9 @@
 # absent). PgBouncer, the SNS/SQS emulator (fauxqs on Node 22) and Mailpit run from .stack/,
 # the one git-ignored folder that holds every installed tool, log and pid file. moto's server
 # (the AWS emulator the CloudFormation tests deploy into) is the machine's pip package, its log
-# and pid under .stack/ like the others.
+# and pid under .stack/ like the others. toxiproxy (the TCP fault proxy the failover drill and the
+# benchmark's cloud profile put in front of every dependency) is built from the Go module proxy
+# into .stack/bin and serves only its API until a tool creates proxies through it.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,12 +22,14 @@ LOGS=$STATE/logs
 RUN=$STATE/run
 MAILPIT_VERSION=v1.27.11
 MOTO_VERSION=5.2.1
+TOXIPROXY_VERSION=v2.5.0
 # Ports can be moved (to run a second stack beside the first, say).
 EMULATOR_PORT=${ORDERPIPE_EMULATOR_PORT:-4566}
 PGBOUNCER_PORT=${ORDERPIPE_PGBOUNCER_PORT:-6432}
 SMTP_PORT=${ORDERPIPE_SMTP_PORT:-1025}
 MAILPIT_HTTP_PORT=${ORDERPIPE_MAILPIT_PORT:-8025}
 MOTO_PORT=${ORDERPIPE_MOTO_PORT:-5000}
+TOXIPROXY_PORT=${ORDERPIPE_TOXIPROXY_PORT:-8474}
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -145,6 +149,28 @@ mailpit_up() {
   wait_for mailpit "$LOGS/mailpit.log" curl -sf "http://127.0.0.1:$MAILPIT_HTTP_PORT/api/v1/info" -o /dev/null
 }
 
+# toxiproxy_up: Shopify's toxiproxy server, its API on :$TOXIPROXY_PORT. `go install` names the
+# binary after its package (server); it is kept as toxiproxy-server with a version file, and
+# rebuilt only when the pin changes. It logs warnings only: a line per connection would cost
+# the benchmark's cloud profile CPU.
+toxiproxy_up() {
+  if curl -sf "http://127.0.0.1:$TOXIPROXY_PORT/version" >/dev/null 2>&1; then return 0; fi
+  port_open 127.0.0.1 "$TOXIPROXY_PORT" && die "port $TOXIPROXY_PORT is taken by something that is not toxiproxy (set ORDERPIPE_TOXIPROXY_PORT)"
+  local bin=$STATE/bin/toxiproxy-server
+  if [ ! -x "$bin" ] || [ "$(cat "$bin.version" 2>/dev/null)" != "$TOXIPROXY_VERSION" ]; then
+    log "building toxiproxy $TOXIPROXY_VERSION with go install"
+    mkdir -p "$STATE/bin"
+    local tmp; tmp=$(mktemp -d)
+    GOBIN=$tmp go install "github.com/Shopify/toxiproxy/v2/cmd/server@$TOXIPROXY_VERSION" >"$LOGS/toxiproxy-install.log" 2>&1 || {
+      rm -rf "$tmp"; tail -n 20 "$LOGS/toxiproxy-install.log" >&2; die "go install toxiproxy failed"; }
+    mv "$tmp/server" "$bin" && rm -rf "$tmp"
+    echo "$TOXIPROXY_VERSION" >"$bin.version"
+  fi
+  log "starting toxiproxy (API :$TOXIPROXY_PORT)"
+  LOG_LEVEL=warn start_bg toxiproxy "$bin" -host 127.0.0.1 -port "$TOXIPROXY_PORT"
+  wait_for toxiproxy "$LOGS/toxiproxy.log" curl -sf "http://127.0.0.1:$TOXIPROXY_PORT/version" -o /dev/null
+}
+
 # moto_up: moto's server, an AWS emulator with CloudFormation (deploy/'s tests deploy the
 # pipeline stack into it). It comes from pip with its server and CloudFormation extras; this
 # installs them only when they are missing.
@@ -201,10 +227,10 @@ cmd=${1:-up}
 mkdir -p "$LOGS" "$RUN"
 case "$cmd" in
   up)
-    postgres_up; redis_up; pgbouncer_up; emulator_up; mailpit_up; moto_up; promtool_up; databases_up
+    postgres_up; redis_up; pgbouncer_up; emulator_up; mailpit_up; toxiproxy_up; moto_up; promtool_up; databases_up
     log "stack ready (logs in $LOGS)" ;;
   down)
-    for s in worker moto mailpit emulator pgbouncer; do stop_one "$s"; done ;;
+    for s in worker moto toxiproxy mailpit emulator pgbouncer; do stop_one "$s"; done ;;
   stop-worker)
     stop_one worker ;;
   status)
@@ -213,6 +239,7 @@ case "$cmd" in
     status_line pgbouncer port_open 127.0.0.1 "$PGBOUNCER_PORT"
     status_line emulator curl -sf "http://127.0.0.1:$EMULATOR_PORT/health"
     status_line mailpit curl -sf "http://127.0.0.1:$MAILPIT_HTTP_PORT/api/v1/info"
+    status_line toxiproxy curl -sf "http://127.0.0.1:$TOXIPROXY_PORT/version"
     status_line moto curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/" ;;
   env)
     cat <<EOF
@@ -226,6 +253,7 @@ export REDIS_URL=redis://127.0.0.1:6379/0
 export SMTP_ADDR=127.0.0.1:$SMTP_PORT
 export MAILPIT_URL=http://127.0.0.1:$MAILPIT_HTTP_PORT
 export MOTO_URL=http://127.0.0.1:$MOTO_PORT
+export TOXIPROXY_URL=http://127.0.0.1:$TOXIPROXY_PORT
 EOF
     ;;
   *) die "usage: $0 up|down|status|env|stop-worker" ;;

@@ -14,6 +14,7 @@ import (
 	"github.com/orderpipe/orderpipe/cmd/internal/workerenv"
 	"github.com/orderpipe/orderpipe/internal/app"
 	"github.com/orderpipe/orderpipe/internal/bench"
+	"github.com/orderpipe/orderpipe/internal/faults"
 )
 
 // benchCmd runs the benchmark on the local stack and prints its table.
@@ -39,7 +40,7 @@ func benchCmd(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Out, "\nwritten to %s: bench.json, bench.md, bench.png\n", f.out)
+	fmt.Fprintf(c.Out, "\nwritten to %s: bench.json, bench.md, bench.png (bench-cloud.png for the cloud profile)\n", f.out)
 	if unmet := res.Unmet(); len(unmet) > 0 {
 		names := make([]string, len(unmet))
 		for i, t := range unmet {
@@ -52,7 +53,7 @@ func benchCmd(ctx context.Context, c *cli, args []string) error {
 
 // benchFlags are the flags of `orderbench bench`.
 type benchFlags struct {
-	phases, profile, out, workerBin                  string
+	phases, profile, out, workerBin, network         string
 	maxD, ceilingD, naiveD, latencyD, profileD, soak time.Duration
 	halfRate                                         float64
 	messages, raw, backlog                           int
@@ -73,6 +74,7 @@ func (f *benchFlags) parse(args []string) error {
 	fs.IntVar(&f.backlog, "backlog", 0, "visible messages per queue while the pipeline is saturated (default 500)")
 	fs.StringVar(&f.profile, "profile", "auto", "CPU profile of the worker: auto (when a target is missed), always, never")
 	fs.StringVar(&f.out, "out", ".stack/bench", "directory for bench.json, bench.md, bench.png, logs and the profile")
+	fs.StringVar(&f.network, "network", bench.NetworkLoopback, "network profiles to run, comma-separated, in order: loopback (the local stack as it is), cloud (toxiproxy latency as in one AWS region: 10 ms per SQS/SNS call, 1 ms per database and 0.5 ms per Redis round trip, 20 ms per SMTP reply; max, ceiling and naive runs only)")
 	fs.StringVar(&f.workerBin, "worker", sibling("worker"), "the worker binary")
 	return fs.Parse(args)
 }
@@ -95,6 +97,8 @@ func (f *benchFlags) apply(cfg *bench.Config) error {
 	if f.phases != "" {
 		cfg.Phases = strings.Split(f.phases, ",")
 	}
+	cfg.Networks = strings.Split(f.network, ",")
+	cfg.ToxiproxyURL = envOr("TOXIPROXY_URL", faults.ToxiproxyURLDefault)
 	return nil
 }
 

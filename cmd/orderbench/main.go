@@ -20,7 +20,7 @@ type cli struct{ subcmd.Base }
 var commands = []subcmd.Command[*cli]{
 	{Name: "bench", Usage: "benchmark the pipeline on the local stack: max rate, database ceiling, naive consumer, latency, runtime", Run: benchCmd},
 	{Name: "loadgen", Usage: "publish generated orders at a target rate: [--rate N] --count N | --duration D", Run: loadgen},
-	{Name: "drill", Usage: "failover drill: promote a standby, restart PostgreSQL and PgBouncer, stop Redis, under load; prints a table", Run: drillCmd},
+	{Name: "drill", Usage: "failover drill under load: clean faults (promote a standby, restarts, outages) and the network's (hangs, latency, resets, AWS errors); prints a table", Run: drillCmd},
 }
 
 func main() {

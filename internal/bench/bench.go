@@ -15,6 +15,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/orderpipe/orderpipe/internal/faults"
 	"github.com/orderpipe/orderpipe/store"
 	"github.com/orderpipe/orderpipe/worker"
 )
@@ -86,6 +87,14 @@ type Config struct {
 	Out, Log io.Writer
 	// Seed seeds the order generator. Defaults to 1.
 	Seed uint64
+	// Networks are the network profiles to run, in order (NetworkLoopback,
+	// NetworkCloud). Under the cloud profile only the maximum, ceiling and
+	// naive runs are made: the ratios that latency changes. Defaults to
+	// loopback.
+	Networks []string
+	// ToxiproxyURL is toxiproxy's API, for the cloud profile. Defaults to
+	// faults.ToxiproxyURLDefault.
+	ToxiproxyURL string
 }
 
 func (c *Config) setDefaults() {
@@ -135,6 +144,12 @@ func (c *Config) setDefaults() {
 	if c.StateDir == "" {
 		c.StateDir = ".stack"
 	}
+	if len(c.Networks) == 0 {
+		c.Networks = []string{NetworkLoopback}
+	}
+	if c.ToxiproxyURL == "" {
+		c.ToxiproxyURL = faults.ToxiproxyURLDefault
+	}
 }
 
 // Validate names the first bad field.
@@ -142,6 +157,11 @@ func (c *Config) Validate() error {
 	for _, p := range c.Phases {
 		if !slices.Contains(AllPhases, p) {
 			return fmt.Errorf("bench: unknown phase %q (want %s)", p, strings.Join(AllPhases, ", "))
+		}
+	}
+	for _, n := range c.Networks {
+		if !slices.Contains(Networks, n) {
+			return fmt.Errorf("bench: unknown network %q (want %s)", n, strings.Join(Networks, ", "))
 		}
 	}
 	switch {
@@ -163,16 +183,23 @@ type Bench struct {
 	s   *Stack
 	// sqs is the runtime phase's client: enough idle connections for every
 	// concurrent call, so neither drain pays for connection churn.
-	sqs *sqs.Client
-	gen *Generator
+	sqs    *sqs.Client
+	gen    *Generator
+	report *Report
+	// res and net are the network profile being run.
 	res *Result
+	net *Net
 }
+
+// cloudPhases are the phases the cloud profile runs: what latency changes
+// the ratios of.
+var cloudPhases = []string{PhaseMax, PhaseCeiling, PhaseNaive}
 
 // Run runs the configured phases on the local stack, then writes bench.json,
 // bench.md (the table, also printed to Out) and bench.png (the maximum
 // run over time) to OutDir. A phase that fails ends the run; what was
 // measured until then is written.
-func Run(ctx context.Context, cfg Config) (*Result, error) {
+func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -185,16 +212,39 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	defer s.Close()
-	b := &Bench{cfg: cfg, s: s, gen: NewGenerator(cfg.Seed, s.Cfg.Domain), sqs: roomySQS(cfg)}
-	b.res = &Result{Machine: ThisMachine(ctx, s.Admin), StartedAt: time.Now().UTC(), Settings: Settings{
-		MaxInFlight: cfg.MaxInFlight, DBMaxConns: int(cfg.DBMaxConns), Backlog: cfg.Backlog,
-		MaxSeconds: cfg.MaxDuration.Seconds(), CeilingSeconds: cfg.CeilingDuration.Seconds(),
-		NaiveSeconds: cfg.NaiveDuration.Seconds(), LatencySeconds: cfg.LatencyDuration.Seconds(),
-		RuntimeMessages: cfg.RuntimeMessages,
-	}}
-	runErr := b.phases(ctx)
+	b := &Bench{cfg: cfg, s: s, gen: NewGenerator(cfg.Seed, s.Cfg.Domain), sqs: roomySQS(cfg), report: &Report{}}
+	machine := ThisMachine(ctx, s.Admin)
 	defer func() { _ = s.Reset(context.WithoutCancel(ctx)) }() // leave no emails, keys or messages behind
-	return b.res, errors.Join(runErr, b.write())
+	var runErr error
+	for _, network := range cfg.Networks {
+		if runErr = b.network(ctx, network, machine); runErr != nil {
+			break
+		}
+	}
+	return b.report, errors.Join(runErr, b.write())
+}
+
+// network runs the phases under one network profile.
+func (b *Bench) network(ctx context.Context, name string, machine Machine) error {
+	n, err := OpenNet(ctx, b.s, name, b.cfg.ToxiproxyURL)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	b.net = n
+	b.res = &Result{Machine: machine, StartedAt: time.Now().UTC(), Network: name, NetworkProfile: n.Links, NetworkDescription: n.Describe(),
+		Settings: Settings{
+			MaxInFlight: b.cfg.MaxInFlight, DBMaxConns: int(b.cfg.DBMaxConns), Backlog: b.cfg.Backlog,
+			MaxSeconds: b.cfg.MaxDuration.Seconds(), CeilingSeconds: b.cfg.CeilingDuration.Seconds(),
+			NaiveSeconds: b.cfg.NaiveDuration.Seconds(), LatencySeconds: b.cfg.LatencyDuration.Seconds(),
+			RuntimeMessages: b.cfg.RuntimeMessages,
+		}}
+	b.report.Profiles = append(b.report.Profiles, b.res)
+	b.logf("\n=== network: %s ===\n", n.Describe())
+	if err := b.phases(ctx); err != nil {
+		return fmt.Errorf("%s network: %w", name, err)
+	}
+	return nil
 }
 
 func (b *Bench) phases(ctx context.Context) error {
@@ -202,13 +252,19 @@ func (b *Bench) phases(ctx context.Context) error {
 		if p == PhaseProfile || !slices.Contains(b.cfg.Phases, p) {
 			continue
 		}
+		if b.net.Name != NetworkLoopback && !slices.Contains(cloudPhases, p) {
+			continue
+		}
 		if err := b.phase(ctx, p); err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
 		b.res.evaluate()
-		_ = b.res.WriteJSON(filepath.Join(b.cfg.OutDir, "bench.json"))
+		_ = b.report.WriteJSON(filepath.Join(b.cfg.OutDir, "bench.json"))
 	}
 	b.res.evaluate()
+	if b.net.Name != NetworkLoopback {
+		return nil // a CPU profile shows no network wait: the table's CPU breakdown and the profile say where the time went
+	}
 	want := b.cfg.Profile == "always" || slices.Contains(b.cfg.Phases, PhaseProfile) ||
 		(b.cfg.Profile == "auto" && len(b.res.Unmet()) > 0)
 	if want && b.cfg.Profile != "never" {
@@ -252,7 +308,8 @@ func (b *Bench) runPipeline(ctx context.Context, r pipelineRun) (*RunResult, err
 
 // keep logs a run's summary and returns it (even with an error, for the record).
 func (b *Bench) keep(res RunResult, err error) (*RunResult, error) {
-	line := fmt.Sprintf("%s: %d orders completed, %.0f orders/s steady", res.Name, res.Completed, res.Throughput)
+	res.OrdersPerDBConn = res.PerDBConn()
+	line := fmt.Sprintf("%s: %d orders completed, %.0f orders/s steady (%.1f per database connection)", res.Name, res.Completed, res.Throughput, res.OrdersPerDBConn)
 	if res.Latency != nil {
 		line += fmt.Sprintf(", p50 %s p99 %s", ms(res.Latency.P50), ms(res.Latency.P99))
 	}
@@ -271,8 +328,12 @@ func (b *Bench) halfRate() (float64, error) {
 	if b.res.Max != nil && b.res.Max.Throughput > 0 {
 		return b.res.Max.Throughput / 2, nil
 	}
-	prev, err := ReadResult(filepath.Join(b.cfg.OutDir, "bench.json"))
-	if err != nil || prev.Max == nil || prev.Max.Throughput == 0 {
+	rep, err := ReadReport(filepath.Join(b.cfg.OutDir, "bench.json"))
+	var prev *Result
+	if err == nil {
+		prev = rep.Profile(b.net.Name)
+	}
+	if prev == nil || prev.Max == nil || prev.Max.Throughput == 0 {
 		return 0, errors.New("no maximum rate: run the max phase first, or give the rate")
 	}
 	return prev.Max.Throughput / 2, nil
@@ -335,21 +396,27 @@ func median(v []int64) int64 {
 }
 
 func (b *Bench) write() error {
-	b.res.evaluate()
 	dir := b.cfg.OutDir
-	errs := []error{b.res.WriteJSON(filepath.Join(dir, "bench.json"))}
+	errs := []error{b.report.WriteJSON(filepath.Join(dir, "bench.json"))}
 	f, err := os.Create(filepath.Join(dir, "bench.md"))
 	if err == nil {
-		errs = append(errs, b.res.WriteTable(f), f.Close())
+		errs = append(errs, b.report.WriteTables(f), f.Close())
 	} else {
 		errs = append(errs, err)
 	}
-	if b.res.Max != nil && len(b.res.Max.Series) > 0 {
-		errs = append(errs, WritePlot(filepath.Join(dir, "bench.png"),
-			fmt.Sprintf("orderpipe, saturated: %.0f orders/s steady (%s)", b.res.Max.Throughput, b.res.Machine.shortString()), b.res.Max))
+	for _, res := range b.report.Profiles {
+		if res.Max == nil || len(res.Max.Series) == 0 {
+			continue
+		}
+		name := "bench.png"
+		if res.Network != NetworkLoopback {
+			name = "bench-" + res.Network + ".png"
+		}
+		errs = append(errs, WritePlot(filepath.Join(dir, name),
+			fmt.Sprintf("orderpipe, saturated, %s network: %.0f orders/s steady (%s)", res.Network, res.Max.Throughput, res.Machine.shortString()), res.Max))
 	}
 	fmt.Fprintln(b.cfg.Out)
-	errs = append(errs, b.res.WriteTable(b.cfg.Out))
+	errs = append(errs, b.report.WriteTables(b.cfg.Out))
 	return errors.Join(errs...)
 }
 

@@ -42,26 +42,29 @@ func (b *Bench) ceiling(ctx context.Context, d time.Duration) (RunResult, error)
 	if err := b.s.Reset(ctx); err != nil {
 		return res, err
 	}
-	db, err := store.Open(ctx, store.Config{URL: b.s.ProxyURL, MaxConns: b.cfg.DBMaxConns, Logger: quiet})
+	db, err := store.Open(ctx, store.Config{URL: b.net.DBURL, MaxConns: b.cfg.DBMaxConns, Logger: quiet})
 	if err != nil {
 		return res, err
 	}
 	defer db.Close()
-	mail, err := mailer.New(mailer.Config{Addr: b.s.Cfg.SMTPAddr})
+	mail, err := mailer.New(mailer.Config{Addr: b.net.SMTPAddr})
 	if err != nil {
 		return res, err
 	}
 	// The handlers as the worker wires them; catalog reads go to the
 	// database (no Redis in the ceiling).
-	byName, err := app.EventFuncs(app.Deps{DB: db, Catalog: store.NewCatalog(db), Sender: mail, Logger: quiet})
+	byName, err := app.EventFuncs(app.Deps{DB: db, Catalog: store.NewCatalog(db), OutboxTopic: b.s.Top.Topic, Sender: mail, Logger: quiet})
 	if err != nil {
 		return res, err
 	}
-	fns := []handlers.EventFunc{byName[billing.Name], byName[inventory.Name], byName[notification.Name]}
+	fns := make([]handlers.EventFunc, len(ceilingHandlers))
+	for i, name := range ceilingHandlers {
+		fns[i] = byName[name]
+	}
 	conns := SampleConns(ctx, b.s.Admin, b.s.Cfg.DBName, 100*time.Millisecond)
 	cpu := b.cpuProbe(0)
 	start := time.Now()
-	orders, errs := b.driveDirect(ctx, fns, d)
+	orders, errs, backlog := b.driveDirect(ctx, fns, d)
 	res.CPU = cpu.Stop()
 	res.DBConns = conns.Stop()
 	res.Elapsed = time.Since(start).Seconds()
@@ -76,6 +79,7 @@ func (b *Bench) ceiling(ctx context.Context, d time.Duration) (RunResult, error)
 		done[i] = c.Done
 	}
 	res.Published, res.Completed, res.Errors = len(orders), len(cs), errs
+	res.Backlog = backlog
 	res.Throughput, res.Overall = SteadyRate(done), OverallRate(cs)
 	return res, ctx.Err()
 }
@@ -83,7 +87,7 @@ func (b *Bench) ceiling(ctx context.Context, d time.Duration) (RunResult, error)
 // driveDirect feeds generated orders to every handler's goroutines for d
 // (the feed blocks while a handler is Backlog orders behind, as the
 // saturated pipeline's queues do), then lets them finish.
-func (b *Bench) driveDirect(ctx context.Context, fns []handlers.EventFunc, d time.Duration) ([]*ceilingOrder, int) {
+func (b *Bench) driveDirect(ctx context.Context, fns []handlers.EventFunc, d time.Duration) ([]*ceilingOrder, int, map[string]float64) {
 	chans := make([]chan *ceilingOrder, len(fns))
 	var (
 		wg   sync.WaitGroup
@@ -105,6 +109,19 @@ func (b *Bench) driveDirect(ctx context.Context, fns []handlers.EventFunc, d tim
 			})
 		}
 	}
+	var (
+		depthMu sync.Mutex
+		depths  = make([]float64, len(fns))
+		samples int
+	)
+	stopSampling := every(ctx, 100*time.Millisecond, func(context.Context) {
+		depthMu.Lock()
+		defer depthMu.Unlock()
+		for i, ch := range chans {
+			depths[i] += float64(len(ch))
+		}
+		samples++
+	})
 	prog := NewProgress(b.cfg.Log, "ceiling", "orders", 0, 10*time.Second)
 	var orders []*ceilingOrder
 	deadline := time.Now().Add(d)
@@ -118,12 +135,22 @@ func (b *Bench) driveDirect(ctx context.Context, fns []handlers.EventFunc, d tim
 		prog.Add(1)
 	}
 	prog.Finish()
+	stopSampling()
 	for _, ch := range chans {
 		close(ch)
 	}
 	wg.Wait()
-	return orders, int(errs.Load())
+	backlog := map[string]float64{}
+	for i, name := range ceilingHandlers {
+		if samples > 0 {
+			backlog[name] = depths[i] / float64(samples)
+		}
+	}
+	return orders, int(errs.Load()), backlog
 }
+
+// ceilingHandlers name the ceiling's handlers, in driveDirect's order.
+var ceilingHandlers = []string{billing.Name, inventory.Name, notification.Name}
 
 func callDirect(ctx context.Context, fn handlers.EventFunc, ev events.Event) error {
 	var err error

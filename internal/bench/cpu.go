@@ -24,6 +24,7 @@ const (
 	partEmulator   = "SNS/SQS emulator"
 	partMailpit    = "mailpit"
 	partPgBouncer  = "pgbouncer"
+	partToxiproxy  = "toxiproxy (the cloud profile's latency)"
 	partRedis      = "redis"
 	partBench      = "bench (load generator)"
 	partOther      = "other processes"
@@ -160,7 +161,7 @@ func machineCPU() time.Duration {
 // StackPIDs reads the pid files scripts/stack.sh keeps in stateDir/run.
 func StackPIDs(stateDir string) map[string]int {
 	pids := map[string]int{}
-	for file, part := range map[string]string{"emulator": partEmulator, "mailpit": partMailpit, "pgbouncer": partPgBouncer} {
+	for file, part := range map[string]string{"emulator": partEmulator, "mailpit": partMailpit, "pgbouncer": partPgBouncer, "toxiproxy": partToxiproxy} {
 		b, err := os.ReadFile(filepath.Join(stateDir, "run", file+".pid"))
 		if err != nil {
 			continue

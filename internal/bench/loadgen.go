@@ -70,6 +70,9 @@ type LoadResult struct {
 	Published int           `json:"published"`
 	Failed    int           `json:"failed"`
 	Elapsed   time.Duration `json:"elapsed_ns"`
+	// Backlog is each handler's mean visible backlog while a BacklogGate
+	// held the load (set by the benchmark, not by Load).
+	Backlog map[string]float64 `json:"mean_backlog,omitempty"`
 }
 
 // Rate is the achieved publishing rate in orders per second.

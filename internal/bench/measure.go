@@ -135,25 +135,47 @@ type BacklogGate struct {
 	limit int64
 	depth atomic.Int64
 	stop  func()
+
+	mu      sync.Mutex
+	sums    map[string]float64 // visible depth summed over the polls, by URL
+	samples int
 }
 
 // NewBacklogGate polls the visible depth of urls every 100ms.
 func NewBacklogGate(ctx context.Context, sqsc *sqs.Client, limit int, urls ...string) *BacklogGate {
-	g := &BacklogGate{limit: int64(limit)}
+	g := &BacklogGate{limit: int64(limit), sums: map[string]float64{}}
 	g.stop = every(ctx, 100*time.Millisecond, func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		var deepest int64
-		for _, u := range urls {
+		depths := make([]int64, len(urls))
+		for i, u := range urls {
 			n, err := visible(ctx, sqsc, u)
 			if err != nil {
 				return
 			}
-			deepest = max(deepest, n)
+			deepest, depths[i] = max(deepest, n), n
 		}
 		g.depth.Store(deepest)
+		g.mu.Lock()
+		for i, u := range urls {
+			g.sums[u] += float64(depths[i])
+		}
+		g.samples++
+		g.mu.Unlock()
 	})
 	return g
+}
+
+// MeanDepths is each queue's mean visible depth over the polls, by URL.
+func (g *BacklogGate) MeanDepths() map[string]float64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := map[string]float64{}
+	for u, s := range g.sums {
+		out[u] = s / float64(max(g.samples, 1))
+	}
+	return out
 }
 
 // Wait returns once the deepest queue is below the limit.

@@ -40,7 +40,7 @@ func (b *Bench) naive(ctx context.Context, d time.Duration) (RunResult, error) {
 	)
 	for name, h := range hs {
 		url := b.s.Applied.Queues[name].URL
-		wg.Go(func() { failed.Add(int64(naiveLoop(cctx, b.s.SQS, url, h))) })
+		wg.Go(func() { failed.Add(int64(naiveLoop(cctx, b.net.SQS, url, h))) })
 	}
 	conns := SampleConns(ctx, b.s.Admin, b.s.Cfg.DBName, 100*time.Millisecond)
 	cpu := b.cpuProbe(0)
@@ -64,6 +64,7 @@ func (b *Bench) naive(ctx context.Context, d time.Duration) (RunResult, error) {
 		done[i] = c.Done
 	}
 	res.Published, res.Completed, res.Errors = lr.Published, len(cs), int(failed.Load())
+	res.Backlog = lr.Backlog
 	res.Throughput, res.Overall = SteadyRate(done), OverallRate(cs)
 	return res, nil
 }
@@ -71,22 +72,22 @@ func (b *Bench) naive(ctx context.Context, d time.Duration) (RunResult, error) {
 // workerHandlers builds the worker's handler stack per queue with
 // internal/app's own wiring.
 func (b *Bench) workerHandlers(ctx context.Context) (map[string]worker.Handler, func(), error) {
-	db, err := store.Open(ctx, store.Config{URL: b.s.ProxyURL, MaxConns: b.cfg.DBMaxConns, Logger: quiet})
+	db, err := store.Open(ctx, store.Config{URL: b.net.DBURL, MaxConns: b.cfg.DBMaxConns, Logger: quiet})
 	if err != nil {
 		return nil, nil, err
 	}
-	rdb, err := redisstore.Open(ctx, redisstore.Config{URL: b.s.Cfg.RedisURL, KeyPrefix: b.s.Cfg.RedisPrefix, Logger: quiet})
+	rdb, err := redisstore.Open(ctx, redisstore.Config{URL: b.net.RedisURL, KeyPrefix: b.s.Cfg.RedisPrefix, Logger: quiet})
 	if err != nil {
 		db.Close()
 		return nil, nil, err
 	}
 	closeAll := func() { _ = rdb.Close(); db.Close() }
-	mail, err := mailer.New(mailer.Config{Addr: b.s.Cfg.SMTPAddr})
+	mail, err := mailer.New(mailer.Config{Addr: b.net.SMTPAddr})
 	if err != nil {
 		closeAll()
 		return nil, nil, err
 	}
-	hs, err := app.Handlers(app.Deps{DB: db, Redis: rdb, Sender: mail, Logger: quiet})
+	hs, err := app.Handlers(app.Deps{DB: db, Redis: rdb, OutboxTopic: b.s.Top.Topic, Sender: mail, Logger: quiet})
 	if err != nil {
 		closeAll()
 		return nil, nil, err

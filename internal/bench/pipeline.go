@@ -32,6 +32,23 @@ type RunResult struct {
 	// CPU is where the machine's CPU went during the run.
 	CPU []CPUShare  `json:"cpu,omitempty"`
 	RSS []RSSSample `json:"rss,omitempty"`
+	// OrdersPerDBConn is Throughput over the peak of database connections
+	// (server connections on PostgreSQL): what each connection of a
+	// proxied pool carries.
+	OrdersPerDBConn float64 `json:"orders_per_s_per_db_conn"`
+	// Backlog is each handler's mean backlog while the load saturated the
+	// run (visible messages in its queue; orders waiting in its channel
+	// for the ceiling): the handler whose backlog sits at the limit is the
+	// one that bounds the run, the others keep up.
+	Backlog map[string]float64 `json:"mean_backlog,omitempty"`
+}
+
+// PerDBConn is the throughput per database connection at the run's peak.
+func (res *RunResult) PerDBConn() float64 {
+	if res.DBConns.Total == 0 {
+		return 0
+	}
+	return res.Throughput / float64(res.DBConns.Total)
 }
 
 // RSSSample is the worker's resident memory at a time of a run.
@@ -64,7 +81,7 @@ func (b *Bench) pipeline(ctx context.Context, r pipelineRun) (RunResult, error) 
 		return res, err
 	}
 	logPath := filepath.Join(b.cfg.OutDir, "worker-"+slug(r.name)+".log")
-	w, err := StartWorker(ctx, r.argv, b.s.WorkerEnv(b.cfg.BaseEnv), logPath)
+	w, err := StartWorker(ctx, r.argv, b.s.WorkerEnv(b.cfg.BaseEnv, b.net), logPath)
 	if err != nil {
 		return res, err
 	}
@@ -98,6 +115,7 @@ func (b *Bench) pipeline(ctx context.Context, r pipelineRun) (RunResult, error) 
 	res.Published, res.Completed, res.Errors = lr.Published, len(cs), lr.Failed
 	res.Elapsed = time.Since(start).Seconds()
 	res.fill(cs, start, r)
+	res.Backlog = lr.Backlog
 	u := Usage(samples)
 	res.Worker = &u
 	if r.keepRSS {
@@ -117,8 +135,18 @@ func (b *Bench) load(ctx context.Context, r pipelineRun, tr *Tracker) (LoadResul
 	}
 	if r.rate == 0 {
 		gate := NewBacklogGate(ctx, b.s.SQS, b.cfg.Backlog, b.queueURLs()...)
-		defer gate.Stop()
 		lc.Gate = gate
+		lr, err := Load(ctx, lc)
+		gate.Stop()
+		lr.Backlog = map[string]float64{}
+		for url, depth := range gate.MeanDepths() {
+			for _, q := range b.s.Applied.Queues {
+				if q.URL == url {
+					lr.Backlog[q.Handler] = depth
+				}
+			}
+		}
+		return lr, err
 	}
 	return Load(ctx, lc)
 }

@@ -10,10 +10,85 @@ import (
 	"time"
 )
 
-// Result is everything one benchmark run measured; bench.json holds it.
+// Report is what one benchmark run measured, a Result per network
+// profile; bench.json holds it.
+type Report struct {
+	Profiles []*Result `json:"profiles"`
+}
+
+// Profile returns the result of the network profile name, or nil.
+func (r *Report) Profile(name string) *Result {
+	for _, p := range r.Profiles {
+		if p.Network == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// Unmet lists the targets measured and missed, each named after its profile.
+func (r *Report) Unmet() []Target {
+	var out []Target
+	for _, p := range r.Profiles {
+		for _, t := range p.Unmet() {
+			t.Name = p.Network + ": " + t.Name
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// WriteJSON writes r to path.
+func (r *Report) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("bench: encode result: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("bench: write %s: %w", path, err)
+	}
+	return nil
+}
+
+// ReadReport reads a bench.json.
+func ReadReport(path string) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("bench: read %s: %w", path, err)
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("bench: decode %s: %w", path, err)
+	}
+	return &r, nil
+}
+
+// WriteTables writes each profile's table under a heading naming it.
+func (r *Report) WriteTables(w io.Writer) error {
+	for i, p := range r.Profiles {
+		sep := ""
+		if i > 0 {
+			sep = "\n"
+		}
+		if _, err := fmt.Fprintf(w, "%s### Network %s\n\n", sep, p.NetworkDescription); err != nil {
+			return fmt.Errorf("bench: write the table: %w", err)
+		}
+		if err := p.WriteTable(w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Result is everything one network profile's runs measured.
 type Result struct {
-	Machine   Machine        `json:"machine"`
-	StartedAt time.Time      `json:"started_at"`
+	// Network is the profile (NetworkLoopback, NetworkCloud), with the
+	// latency it added to each path and the line that says so.
+	Network            string        `json:"network"`
+	NetworkProfile     []LinkProfile `json:"network_profile,omitempty"`
+	NetworkDescription string        `json:"network_description"`
+	Machine            Machine       `json:"machine"`
+	StartedAt          time.Time     `json:"started_at"`
 	Settings  Settings       `json:"settings"`
 	Max       *RunResult     `json:"max,omitempty"`
 	Ceiling   *RunResult     `json:"ceiling,omitempty"`
@@ -112,37 +187,12 @@ func ratio(a, b float64) float64 {
 	return a / b
 }
 
-// WriteJSON writes r to path.
-func (r *Result) WriteJSON(path string) error {
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("bench: encode result: %w", err)
-	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("bench: write %s: %w", path, err)
-	}
-	return nil
-}
-
-// ReadResult reads a bench.json.
-func ReadResult(path string) (*Result, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("bench: read %s: %w", path, err)
-	}
-	var r Result
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("bench: decode %s: %w", path, err)
-	}
-	return &r, nil
-}
-
 // WriteTable writes the markdown table: one row per run, then one per
 // ratio and target, and the machine underneath.
 func (r *Result) WriteTable(w io.Writer) error {
 	var b strings.Builder
-	b.WriteString("| measurement | orders/s | p50 | p95 | p99 | peak DB conns (busy) | worker CPU | worker peak RSS | target |\n")
-	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	b.WriteString("| measurement | orders/s | p50 | p95 | p99 | peak DB conns (busy) | orders/s per DB conn | worker CPU | worker peak RSS | target |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
 	if r.Max != nil {
 		r.runRow(&b, "pipeline, max sustained (bin/worker, saturated)", r.Max, "")
 	}
@@ -156,11 +206,11 @@ func (r *Result) WriteTable(w io.Writer) error {
 		r.runRow(&b, fmt.Sprintf("pipeline at half the max (%.0f/s offered)", r.Half.Offered), r.Half, r.targetCell("p99 at half the maximum rate (ms)"))
 	}
 	if rt := r.Runtime; rt != nil {
-		fmt.Fprintf(&b, "| worker.Consumer alone, no-op handler, %d-message backlog (MaxInFlight %d) | %.0f msg/s | | | | | | | |\n", rt.Messages, rt.ConsumerMaxInFlight, rt.ConsumerRate)
-		fmt.Fprintf(&b, "| emulator raw ceiling: %d × (receive 10 + batch delete) | %.0f msg/s | | | | | | | |\n", rt.RawConcurrency, rt.RawRate)
+		fmt.Fprintf(&b, "| worker.Consumer alone, no-op handler, %d-message backlog (MaxInFlight %d) | %.0f msg/s | | | | | | | | |\n", rt.Messages, rt.ConsumerMaxInFlight, rt.ConsumerRate)
+		fmt.Fprintf(&b, "| emulator raw ceiling: %d × (receive 10 + batch delete) | %.0f msg/s | | | | | | | | |\n", rt.RawConcurrency, rt.RawRate)
 	}
 	if s := r.Soak; s != nil {
-		fmt.Fprintf(&b, "| soak at %.0f/s for %s: worker RSS %s → %s | %.0f | | | %s | | | %s | %s |\n",
+		fmt.Fprintf(&b, "| soak at %.0f/s for %s: worker RSS %s → %s | %.0f | | | %s | | | | %s | %s |\n",
 			s.Run.Offered, (time.Duration(s.Run.Elapsed) * time.Second).Round(time.Minute), mib(s.BaselineRSS), mib(s.EndRSS),
 			s.Run.Throughput, ms(s.Run.Latency.P99), mib(s.Run.Worker.PeakRSS), r.targetCell("worker RSS growth over the soak"))
 	}
@@ -169,14 +219,38 @@ func (r *Result) WriteTable(w io.Writer) error {
 		if t == nil || t.Met == nil {
 			continue
 		}
-		fmt.Fprintf(&b, "| **%s** | **%.2f** | | | | | | | %s |\n", name, t.Value, r.targetCell(name))
+		fmt.Fprintf(&b, "| **%s** | **%.2f** | | | | | | | | %s |\n", name, t.Value, r.targetCell(name))
 	}
 	fmt.Fprintf(&b, "\n%s; %d in flight per queue, %d database connections per process.\n", r.Machine, r.Settings.MaxInFlight, r.Settings.DBMaxConns)
+	r.writeHandlers(&b)
 	r.writeCPU(&b)
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return fmt.Errorf("bench: write the table: %w", err)
 	}
 	return nil
+}
+
+// writeHandlers lists each handler's mean backlog in each run: the one at
+// the limit bounds the run.
+func (r *Result) writeHandlers(b *strings.Builder) {
+	header := false
+	for _, x := range []struct {
+		name string
+		run  *RunResult
+	}{{"max", r.Max}, {"ceiling", r.Ceiling}, {"naive", r.Naive}} {
+		if x.run == nil || len(x.run.Backlog) == 0 {
+			continue
+		}
+		if !header {
+			fmt.Fprintf(b, "\nEach handler's mean backlog while saturated (limit %d; the one at the limit bounds the run):\n\n", r.Settings.Backlog)
+			header = true
+		}
+		var parts []string
+		for _, h := range []string{"billing", "inventory", "notification"} {
+			parts = append(parts, fmt.Sprintf("%s %.0f", h, x.run.Backlog[h]))
+		}
+		fmt.Fprintf(b, "- %s: %s\n", x.name, strings.Join(parts, ", "))
+	}
 }
 
 // writeCPU lists where the machine's CPU went in each run.
@@ -217,8 +291,12 @@ func (r *Result) runRow(b *strings.Builder, name string, run *RunResult, target 
 	if run.Worker != nil {
 		cpu, rss = fmt.Sprintf("%.2f cores", run.Worker.CPUCores), mib(run.Worker.PeakRSS)
 	}
-	fmt.Fprintf(b, "| %s | %.0f | %s | %s | %s | %d (%d) | %s | %s | %s |\n",
-		name, run.Throughput, p50, p95, p99, run.DBConns.Total, run.DBConns.Active, cpu, rss, target)
+	perConn := "—"
+	if run.DBConns.Total > 0 {
+		perConn = fmt.Sprintf("%.1f", run.PerDBConn())
+	}
+	fmt.Fprintf(b, "| %s | %.0f | %s | %s | %s | %d (%d) | %s | %s | %s | %s |\n",
+		name, run.Throughput, p50, p95, p99, run.DBConns.Total, run.DBConns.Active, perConn, cpu, rss, target)
 }
 
 func (r *Result) target(name string) *Target {

@@ -29,10 +29,10 @@ func TestTableAndTargets(t *testing.T) {
 	}
 	table := b.String()
 	for _, want := range []string{
-		"| pipeline, max sustained (bin/worker, saturated) | 400 | 900 ms | 1.50 s | 2.10 s | 10 (9) | 0.50 cores | 40 MiB |  |",
+		"| pipeline, max sustained (bin/worker, saturated) | 400 | 900 ms | 1.50 s | 2.10 s | 10 (9) | 40.0 | 0.50 cores | 40 MiB |  |",
 		"| **pipeline / ceiling** | **0.89** |",
 		"≥ 0.8 ✅ met",
-		"| **pipeline / naive** | **4.00** | | | | | | | ≥ 5 ❌ not met |",
+		"| **pipeline / naive** | **4.00** | | | | | | | | ≥ 5 ❌ not met |",
 		"< 250 ❌ not met",
 		"| worker.Consumer alone, no-op handler, 50000-message backlog (MaxInFlight 20) | 3000 msg/s |",
 		"2 cores, 4.0 GiB memory, go1.26",

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
 )
 
 // workerReady is what the worker logs once its consumers run.
@@ -126,15 +128,20 @@ func Env(base []string, set map[string]string) []string {
 // WorkerEnv is the environment of a worker on the benchmark's corner of
 // the stack: base (the caller's environment, so WORKER_MAX_IN_FLIGHT,
 // DB_MAX_CONNS and the like pass through) pointed at the benchmark's
-// database, topology and Redis prefix, without a metrics listener.
-func (s *Stack) WorkerEnv(base []string) []string {
-	return Env(base, map[string]string{
-		"DATABASE_URL":          s.ProxyURL,
+// database, topology and Redis prefix, through the network profile n,
+// without a metrics listener.
+func (s *Stack) WorkerEnv(base []string, n *Net) []string {
+	set := map[string]string{
+		"DATABASE_URL":          n.DBURL,
 		"ORDERPIPE_NAME_PREFIX": s.Cfg.Prefix,
-		"REDIS_URL":             s.Cfg.RedisURL,
+		"REDIS_URL":             n.RedisURL,
 		"REDIS_KEY_PREFIX":      s.Cfg.RedisPrefix,
-		"SMTP_ADDR":             s.Cfg.SMTPAddr,
+		"SMTP_ADDR":             n.SMTPAddr,
 		"METRICS_ADDR":          "",
 		"LOG_LEVEL":             "info",
-	})
+	}
+	if endpoint := aws.ToString(n.AWS.BaseEndpoint); endpoint != "" {
+		set["AWS_ENDPOINT_URL"] = endpoint
+	}
+	return Env(base, set)
 }

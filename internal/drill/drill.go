@@ -1,11 +1,16 @@
 // Package drill is the failover drill: it builds its own PostgreSQL primary
-// and streaming standby, PgBouncer in front of the writer and a Redis, runs
-// the worker under a steady load of published orders, and mid-run promotes
-// the standby, restarts PostgreSQL, restarts PgBouncer or stops Redis. Per
-// scenario it reports what was published, processed, lost, duplicated and
-// dead-lettered, the breaker transitions, the seconds from the database
-// being writable again to the first order committed, and the p99 latency of
-// the orders caught in the window.
+// and streaming standby, PgBouncer in front of the writer, a Redis and an
+// SMTP server, puts a toxiproxy path between the in-process workers and
+// each dependency (the SNS/SQS endpoint behind an HTTP fault proxy too),
+// runs the workers under a steady load of published orders, and mid-run
+// breaks something: cleanly (promote the standby, restart PostgreSQL or
+// PgBouncer, stop Redis or PostgreSQL) or as production's networks do
+// (hangs, latency, resets around COMMIT or after SMTP DATA, slow replies,
+// AWS errors and throttling). Per scenario it reports what was published,
+// processed, lost, duplicated and dead-lettered, the breaker transitions,
+// the seconds from the dependency being whole again to the first order
+// committed, the p99 latency of the orders caught in the window, and what
+// the scenario's own promises measured.
 package drill
 
 import (
@@ -35,7 +40,7 @@ import (
 	"github.com/orderpipe/orderpipe/catalog"
 	"github.com/orderpipe/orderpipe/events"
 	"github.com/orderpipe/orderpipe/internal/app"
-	"github.com/orderpipe/orderpipe/internal/mailpit"
+	"github.com/orderpipe/orderpipe/internal/faults"
 	"github.com/orderpipe/orderpipe/mailer"
 	"github.com/orderpipe/orderpipe/metrics"
 	"github.com/orderpipe/orderpipe/store"
@@ -52,10 +57,20 @@ const (
 	RestartPgBouncer = "restart-pgbouncer" // restart the proxy
 	RedisOutage      = "redis-outage"      // stop Redis for RedisDown
 	LongOutage       = "long-outage"       // stop PostgreSQL for DBDown: messages must wait in the queue
+
+	DBBlackhole        = "db-blackhole"          // the database path forwards nothing, resets nothing
+	DBLatency          = "db-latency"            // +50 ms per database round trip
+	DBResetAtCommit    = "db-reset-at-commit"    // connections cut between a COMMIT and its reply
+	RedisBlackhole     = "redis-blackhole"       // the Redis path forwards nothing
+	SMTPResetAfterData = "smtp-reset-after-data" // the SMTP server reads DATA and closes before its verdict
+	SMTPSlow           = "smtp-slow"             // 5 s per SMTP reply
+	AWSErrors          = "aws-errors"            // 10 % of SQS/SNS calls fail; batch deletes fail in part
+	AWSBlackhole       = "aws-blackhole"         // the SQS/SNS path forwards nothing
 )
 
 // AllScenarios is every scenario, in order.
-var AllScenarios = []string{Promote, RestartPostgres, RestartPgBouncer, RedisOutage, LongOutage}
+var AllScenarios = []string{Promote, RestartPostgres, RestartPgBouncer, RedisOutage, LongOutage,
+	DBBlackhole, DBLatency, DBResetAtCommit, RedisBlackhole, SMTPResetAfterData, SMTPSlow, AWSErrors, AWSBlackhole}
 
 // RecoveryTarget is the promise: orders commit again within this of the
 // database being writable again.
@@ -63,19 +78,33 @@ const RecoveryTarget = 5 * time.Second
 
 // Config configures a drill.
 type Config struct {
-	Dir        string // state directory; wiped at start
-	BasePort   int    // primary; standby +1, PgBouncer +2, Redis +3. Defaults to 25432, below the ephemeral port range.
-	AWS        aws.Config
-	SMTPAddr   string
-	MailpitURL string
-	Scenarios  []string      // defaults to AllScenarios
-	Rate       int           // orders per second. Defaults to 40.
-	Before     time.Duration // load before the fault. Defaults to 5s.
-	After      time.Duration // load after recovery. Defaults to 10s.
-	RedisDown  time.Duration // Defaults to 20s.
-	DBDown     time.Duration // the long outage. Defaults to 45s.
-	Workers    int           // in-process workers. Defaults to 2.
-	Progress   io.Writer     // one line per step; nil for none
+	Dir      string // state directory; wiped at start
+	BasePort int    // primary; standby +1, PgBouncer +2, Redis +3. Defaults to 25432, below the ephemeral port range.
+	// AWS reaches the SNS/SQS emulator; its BaseEndpoint (AWS_ENDPOINT_URL)
+	// is required: the workers reach it through the fault proxies.
+	AWS aws.Config
+	// ToxiproxyURL is the toxiproxy server's API (TOXIPROXY_URL). Defaults
+	// to faults.ToxiproxyURLDefault.
+	ToxiproxyURL string
+	Scenarios    []string      // defaults to AllScenarios
+	Rate         int           // orders per second. Defaults to 40.
+	Before       time.Duration // load before the fault. Defaults to 5s.
+	After        time.Duration // load after recovery. Defaults to 10s.
+	RedisDown    time.Duration // Defaults to 20s.
+	DBDown       time.Duration // the long outage. Defaults to 45s.
+	// Fault is how long each network fault lasts; zero takes each
+	// scenario's own (30 s for db-blackhole, db-latency, smtp-slow and
+	// aws-errors, 20 s for the others).
+	Fault time.Duration
+	// SMTPTimeout is the workers' SMTP_TIMEOUT. Defaults to
+	// mailer.TimeoutDefault.
+	SMTPTimeout time.Duration
+	// EmailClaimTTL is the workers' EMAIL_CLAIM_TTL: an email whose outcome
+	// is unknown comes back after it. Defaults to 30s (production's 2
+	// minutes would make the SMTP scenarios wait that long to settle).
+	EmailClaimTTL time.Duration
+	Workers       int       // in-process workers. Defaults to 2.
+	Progress      io.Writer // one line per step; nil for none
 }
 
 // Result is one scenario's outcome.
@@ -90,12 +119,30 @@ type Result struct {
 	// Recovery is from the database being writable again to the first
 	// order committed; negative when the scenario has no such moment.
 	Recovery time.Duration
-	P99      time.Duration
+	// RecoveryTarget is the scenario's bound on Recovery when it is not
+	// RecoveryTarget (an SQS path that hung is received from again within
+	// the receive's own bound).
+	RecoveryTarget time.Duration
+	P99            time.Duration
+	// Notes are what the scenario's own checks measured; Broken the
+	// promises among them that did not hold.
+	Notes  []string
+	Broken []string
+
+	soldOut           int // published orders inventory must cancel
+	mails, mailRepeats int // emails the SMTP server read, and second copies among them
 }
 
 // OK reports whether the scenario kept every promise.
 func (r Result) OK() bool {
-	return r.Lost == 0 && r.Duplicated == 0 && r.DeadLettered == 0 && r.Recovery <= RecoveryTarget
+	return r.Lost == 0 && r.Duplicated == 0 && r.DeadLettered == 0 && r.Recovery <= r.recoveryTarget() && len(r.Broken) == 0
+}
+
+func (r Result) recoveryTarget() time.Duration {
+	if r.RecoveryTarget > 0 {
+		return r.RecoveryTarget
+	}
+	return RecoveryTarget
 }
 
 type drill struct {
@@ -114,6 +161,7 @@ type drill struct {
 	sqsc      *sqs.Client
 	say       func(format string, args ...any)
 	metrics   []*metrics.Metrics // one per worker
+	net       network            // the workers' paths to their dependencies
 }
 
 // Run runs the drill and returns a result per scenario. An error means the
@@ -135,8 +183,18 @@ func Run(ctx context.Context, cfg Config) (results []Result, err error) {
 	cfg.After = cmpOr(cfg.After, 10*time.Second)
 	cfg.RedisDown = cmpOr(cfg.RedisDown, 20*time.Second)
 	cfg.DBDown = cmpOr(cfg.DBDown, 45*time.Second)
+	cfg.SMTPTimeout = cmpOr(cfg.SMTPTimeout, mailer.TimeoutDefault)
+	cfg.EmailClaimTTL = cmpOr(cfg.EmailClaimTTL, 30*time.Second)
+	if cfg.ToxiproxyURL == "" {
+		cfg.ToxiproxyURL = faults.ToxiproxyURLDefault
+	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 2
+	}
+	for _, sc := range cfg.Scenarios {
+		if !slices.Contains(AllScenarios, sc) {
+			return nil, fmt.Errorf("drill: unknown scenario %q (want one of %s)", sc, strings.Join(AllScenarios, ", "))
+		}
 	}
 	d := &drill{cfg: cfg, runID: strings.ReplaceAll(uuid.NewString()[:8], "-", "")}
 	d.say = func(format string, args ...any) {
@@ -199,6 +257,9 @@ func (d *drill) setup(ctx context.Context) error {
 		return err
 	}
 	if err := d.setupDatabase(ctx); err != nil {
+		return err
+	}
+	if err := d.setupNetwork(ctx); err != nil {
 		return err
 	}
 	d.top = topology.Default().WithPrefix("drill" + d.runID + "-")
@@ -281,10 +342,19 @@ func (d *drill) setupDatabase(ctx context.Context) error {
 	for i, sku := range skus {
 		products = append(products, catalog.Product{SKU: sku, Name: "Drill item " + string(sku), Price: catalog.Cents(500 + 100*i), Stock: 1_000_000})
 	}
+	products = append(products, catalog.Product{SKU: skuSoldOut, Name: "Drill item sold out", Price: 900, Stock: 0})
 	return admin.Seed(ctx, d.db, products, nil)
 }
 
 var skus = []events.SKU{"DRILL-A", "DRILL-B", "DRILL-C", "DRILL-D"}
+
+// skuSoldOut has no stock: inventory rejects its orders and emits their
+// cancellation through the outbox, so the relay's path to SNS carries
+// traffic in every scenario.
+const skuSoldOut events.SKU = "DRILL-SOLD-OUT"
+
+// soldOutEvery is how often an order asks for skuSoldOut.
+const soldOutEvery = 20
 
 func (d *drill) dbURL() string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/orderpipe?sslmode=disable", d.ports.bouncer)
@@ -293,6 +363,7 @@ func (d *drill) dbURL() string {
 // teardown removes what setup made; it runs even when ctx was cancelled.
 func (d *drill) teardown(ctx context.Context) {
 	ctx = context.WithoutCancel(ctx)
+	d.net.close()
 	if d.db != nil {
 		d.db.Close()
 	}
@@ -331,14 +402,15 @@ func (d *drill) startWorkers(ctx context.Context) (stop func() error, err error)
 		d.metrics[i] = metrics.New()
 		wg.Go(func() {
 			err := app.Run(wctx, app.Config{
-				Metrics:  d.metrics[i],
-				AWS:      d.cfg.AWS,
-				Topology: d.top,
-				Store:    store.Config{URL: d.dbURL(), MaxConns: 8},
-				Redis:    redisstore.Config{URL: fmt.Sprintf("redis://127.0.0.1:%d/0", d.ports.redis), KeyPrefix: "drill:"},
-				SMTP:     mailer.Config{Addr: d.cfg.SMTPAddr},
-				Consumer: worker.Config{WaitTime: 2 * time.Second},
-				Logger:   log.With("worker", i),
+				Metrics:       d.metrics[i],
+				AWS:           d.net.aws,
+				Topology:      d.top,
+				Store:         store.Config{URL: d.net.dbURL(), MaxConns: 8},
+				Redis:         redisstore.Config{URL: d.net.redisURL(), KeyPrefix: "drill:"},
+				SMTP:          mailer.Config{Addr: d.net.email.Addr, Timeout: d.cfg.SMTPTimeout},
+				EmailClaimTTL: d.cfg.EmailClaimTTL,
+				Consumer:      worker.Config{WaitTime: 2 * time.Second},
+				Logger:        log.With("worker", i),
 			})
 			if err != nil {
 				log.Error("worker failed", "err", err)
@@ -359,6 +431,7 @@ func (d *drill) startWorkers(ctx context.Context) (stop func() error, err error)
 // load publishes rate orders a second until stop, tagged with the scenario.
 type load struct {
 	published atomic.Int64
+	soldOut   atomic.Int64 // published orders that ask for skuSoldOut
 	stop      chan struct{}
 	done      chan struct{}
 	mu        sync.Mutex
@@ -391,6 +464,9 @@ func (d *drill) startLoad(ctx context.Context, sc string) *load {
 			l.mu.Lock()
 			for _, ev := range evs {
 				l.sentAt[ev.Order.OrderID] = ev.OccurredAt
+				if ev.Order.Items[0].SKU == skuSoldOut {
+					l.soldOut.Add(1)
+				}
 			}
 			l.mu.Unlock()
 			if err != nil {
@@ -413,6 +489,10 @@ func (d *drill) orderPrefix(sc string) string { return "drill-" + d.runID + "-" 
 
 func (d *drill) order(sc string, n int) events.Event {
 	id := fmt.Sprintf("%s%d", d.orderPrefix(sc), n)
+	sku := skus[rand.IntN(len(skus))]
+	if n%soldOutEvery == soldOutEvery-1 {
+		sku = skuSoldOut
+	}
 	return events.Event{
 		EventID: events.EventID(uuid.NewString()), EventType: events.OrderPlaced, SchemaVersion: events.SchemaVersion,
 		OccurredAt: time.Now().UTC(),
@@ -420,34 +500,55 @@ func (d *drill) order(sc string, n int) events.Event {
 			OrderID:  id,
 			Customer: events.Customer{ID: "cus-" + id, Email: fmt.Sprintf("c%d@%s", n, d.domain(sc)), Name: "Drill customer"},
 			Currency: "USD",
-			Items:    []events.Item{{SKU: skus[rand.IntN(len(skus))], Quantity: 1 + rand.IntN(3)}},
+			Items:    []events.Item{{SKU: sku, Quantity: 1 + rand.IntN(3)}},
 		},
 	}
 }
 
 func (d *drill) scenario(ctx context.Context, sc string) (Result, error) {
 	r := Result{Scenario: sc, Recovery: -1}
-	before := d.transitions()
+	before := d.snapshot()
 	d.say("%s: load at %d orders/s for %s before the fault", sc, d.cfg.Rate, d.cfg.Before)
 	l := d.startLoad(ctx, sc)
 	time.Sleep(d.cfg.Before)
-	faultAt := time.Now()
-	writable, err := d.fault(ctx, sc)
+	w := window{start: time.Now()}
+	watch := d.watchBreakers()
+	var err error
+	if network := d.networkFault(sc); network != nil {
+		w, err = d.timedFault(sc, w, network)
+	} else {
+		w.writable, err = d.fault(ctx, sc)
+		w.end = time.Now()
+	}
 	if err != nil {
+		watch.stop()
 		l.finish()
 		return r, err
 	}
 	time.Sleep(d.cfg.After)
 	r.Published = l.finish()
+	r.soldOut = int(l.soldOut.Load())
+	opened := watch.stop()
 	d.say("%s: published %d orders; waiting for the pipeline to settle", sc, r.Published)
-	if err := d.settle(ctx, sc, r.Published); err != nil {
+	if err := d.settle(ctx, sc, r.Published, r.soldOut); err != nil {
 		d.say("%s: %v", sc, err)
 	}
-	if err := d.measure(ctx, sc, &r, l.sentAt, faultAt, writable); err != nil {
+	after := d.snapshot()
+	risks := int(after.risks["outcome_unknown"] - before.risks["outcome_unknown"] + after.risks["unrecorded"] - before.risks["unrecorded"])
+	if err := d.measure(ctx, sc, &r, l.sentAt, w, risks); err != nil {
 		return r, err
 	}
-	r.Transitions = diffTransitions(before, d.transitions())
+	r.Transitions = diffTransitions(before.transitions, after.transitions)
+	if err := d.check(ctx, sc, &r, w, before, after, opened); err != nil {
+		return r, err
+	}
 	return r, nil
+}
+
+// window is when a scenario's fault began and ended, and when the
+// database was writable again (zero when the scenario has no such moment).
+type window struct {
+	start, end, writable time.Time
 }
 
 // fault breaks something and returns when the database was writable again
@@ -541,30 +642,47 @@ func (d *drill) longOutage(ctx, wctx context.Context) (time.Time, error) {
 }
 
 // settle waits until every published order went through the three
-// handlers and the queues are empty, or two minutes pass.
-func (d *drill) settle(ctx context.Context, sc string, published int) error {
-	deadline := time.Now().Add(2 * time.Minute)
+// handlers, every sold-out order's cancellation did too, the outbox is
+// empty and so are the queues; or until two minutes and an email claim's
+// lease pass.
+func (d *drill) settle(ctx context.Context, sc string, published, soldOut int) error {
+	limit := 2*time.Minute + d.cfg.EmailClaimTTL
+	deadline := time.Now().Add(limit)
 	for {
-		processed, err := d.processed(ctx, sc)
-		if err == nil && processed >= published {
-			if pending, err := d.depth(ctx, false); err == nil && pending == 0 {
+		placed, cancelled, err := d.processed(ctx, sc)
+		if err == nil && placed >= published && cancelled >= soldOut {
+			pending, err := d.depth(ctx, false)
+			unsent, oerr := d.outboxPending(ctx)
+			if err == nil && oerr == nil && pending == 0 && unsent == 0 {
 				return nil
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("not settled after 2 minutes: %d of %d processed", processed, published)
+			return fmt.Errorf("not settled after %s: %d of %d orders and %d of %d cancellations processed", limit, placed, published, cancelled, soldOut)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 }
 
-func (d *drill) processed(ctx context.Context, sc string) (int, error) {
-	var n int
-	err := d.db.Pool().QueryRow(ctx, `
-		SELECT count(*) FROM (SELECT order_id FROM processed_events WHERE order_id LIKE $1
-		GROUP BY order_id HAVING count(DISTINCT handler) = 3) o`, d.orderPrefix(sc)+"%").Scan(&n)
+// processed counts the scenario's orders that all three handlers recorded,
+// and the cancellations (of sold-out orders) they all recorded.
+func (d *drill) processed(ctx context.Context, sc string) (placed, cancelled int, err error) {
+	err = d.db.Pool().QueryRow(ctx, `
+		SELECT count(*) FILTER (WHERE placed = 3), count(*) FILTER (WHERE cancelled = 3) FROM (
+			SELECT count(DISTINCT handler) FILTER (WHERE event_type = 'order.placed') AS placed,
+			       count(DISTINCT handler) FILTER (WHERE event_type = 'order.cancelled') AS cancelled
+			FROM processed_events WHERE order_id LIKE $1 GROUP BY order_id) o`, d.orderPrefix(sc)+"%").Scan(&placed, &cancelled)
 	if err != nil {
-		return 0, fmt.Errorf("count processed orders: %w", err)
+		return 0, 0, fmt.Errorf("count processed orders: %w", err)
+	}
+	return placed, cancelled, nil
+}
+
+// outboxPending counts the outbox events not yet published.
+func (d *drill) outboxPending(ctx context.Context) (int, error) {
+	var n int
+	if err := d.db.Pool().QueryRow(ctx, `SELECT count(*) FROM outbox WHERE sent_at IS NULL`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count unsent outbox events: %w", err)
 	}
 	return n, nil
 }
@@ -586,50 +704,51 @@ func (d *drill) depth(ctx context.Context, dlq bool) (int, error) {
 	return total, nil
 }
 
-func (d *drill) measure(ctx context.Context, sc string, r *Result, sentAt map[string]time.Time, faultAt, writable time.Time) error {
+// measure counts what the scenario lost, duplicated and dead-lettered,
+// its recovery and its p99. Email copies beyond one per event count as
+// duplicates only beyond the risks the workers counted (risks).
+func (d *drill) measure(ctx context.Context, sc string, r *Result, sentAt map[string]time.Time, w window, risks int) error {
 	like := d.orderPrefix(sc) + "%"
-	var err error
-	if r.Processed, err = d.processed(ctx, sc); err != nil {
+	placed, cancelled, err := d.processed(ctx, sc)
+	if err != nil {
 		return err
 	}
-	r.Lost = max(r.Published-r.Processed, 0)
+	r.Processed = placed
+	r.Lost = max(r.Published-placed, 0) + max(r.soldOut-cancelled, 0)
 	var extraMoves, extraInvoices int
 	if err := d.db.Pool().QueryRow(ctx, `
-		SELECT (SELECT count(*) - count(DISTINCT order_id) FROM stock_movements WHERE order_id LIKE $1),
+		SELECT (SELECT count(*) - count(DISTINCT (order_id, kind)) FROM stock_movements WHERE order_id LIKE $1),
 		       (SELECT count(*) - count(DISTINCT order_id) FROM invoices WHERE order_id LIKE $1)`, like).
 		Scan(&extraMoves, &extraInvoices); err != nil {
 		return fmt.Errorf("count duplicates: %w", err)
 	}
-	mails, err := mailpit.Count(ctx, d.cfg.MailpitURL, d.domain(sc))
-	if err != nil {
-		return err
-	}
-	r.Duplicated = extraMoves + extraInvoices + max(mails-r.Processed, 0)
+	r.mails, r.mailRepeats = d.net.smtp.Copies(d.domain(sc))
+	r.Duplicated = extraMoves + extraInvoices + max(r.mailRepeats-risks, 0)
 	if r.DeadLettered, err = d.depth(ctx, true); err != nil {
 		return err
 	}
 	if r.DeadLettered > 0 {
 		d.sayDeadLetters(ctx)
 	}
-	if !writable.IsZero() {
+	if !w.writable.IsZero() {
 		var first *time.Time
 		if err := d.db.Pool().QueryRow(ctx, `SELECT min(processed_at) FROM processed_events WHERE handler = 'billing' AND processed_at >= $1`,
-			writable).Scan(&first); err != nil {
+			w.writable).Scan(&first); err != nil {
 			return fmt.Errorf("first order after recovery: %w", err)
 		}
 		if first == nil {
 			r.Recovery = time.Hour // nothing committed since: a broken promise
 		} else {
-			r.Recovery = first.Sub(writable)
+			r.Recovery = first.Sub(w.writable)
 		}
 	}
 	// p99 end-to-end latency of the orders published from 2s before the
-	// fault to 10s after the database (or Redis) was back.
-	end := writable
-	if end.IsZero() {
-		end = time.Now().Add(-d.cfg.After)
+	// fault to 10s after the dependency was whole again.
+	end := w.end
+	if !w.writable.IsZero() {
+		end = w.writable
 	}
-	lat, err := d.latencies(ctx, like, sentAt, faultAt.Add(-2*time.Second), end.Add(10*time.Second))
+	lat, err := d.latencies(ctx, like, sentAt, w.start.Add(-2*time.Second), end.Add(10*time.Second))
 	if err != nil {
 		return err
 	}
@@ -675,7 +794,7 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 func (d *drill) transitions() map[string]float64 {
 	out := map[string]float64{}
 	for _, m := range d.metrics {
-		for _, b := range []string{"database", "smtp", "redis"} {
+		for _, b := range breakers {
 			for _, to := range []string{"open", "half-open", "closed"} {
 				out[b+" "+to] += testutil.ToFloat64(m.BreakerTransitions.WithLabelValues(b, to))
 			}
@@ -686,7 +805,7 @@ func (d *drill) transitions() map[string]float64 {
 
 func diffTransitions(before, after map[string]float64) string {
 	var parts []string
-	for _, b := range []string{"database", "smtp", "redis"} {
+	for _, b := range breakers {
 		var s []string
 		for _, to := range []string{"open", "half-open", "closed"} {
 			if n := after[b+" "+to] - before[b+" "+to]; n > 0 {

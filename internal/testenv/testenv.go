@@ -43,6 +43,7 @@ var (
 	RedisURL         = getenv("REDIS_URL", "redis://127.0.0.1:6379/0")
 	SMTPAddr         = getenv("SMTP_ADDR", "127.0.0.1:1025")
 	MailpitURL       = getenv("MAILPIT_URL", "http://127.0.0.1:8025")
+	ToxiproxyURL     = getenv("TOXIPROXY_URL", "http://127.0.0.1:8474")
 	Endpoint         = getenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
 	Region           = getenv("AWS_REGION", "us-east-1")
 )

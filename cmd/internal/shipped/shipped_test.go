@@ -26,7 +26,9 @@ var shipped = []string{"./cmd/worker", "./cmd/orderctl"}
 var tooling = []string{
 	module + "/internal/bench",
 	module + "/internal/drill",
+	module + "/internal/faults",
 	module + "/cmd/orderbench",
+	"github.com/Shopify/toxiproxy/",
 	"gonum.org/",
 	"github.com/schollz/progressbar",
 	// gonum/plot's fonts, LaTeX, PDF, SVG and raster backends.

@@ -1,4 +1,4 @@
-package testenv
+package faults
 
 import (
 	"bufio"
@@ -8,12 +8,11 @@ import (
 	"net/mail"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
 
-// SMTPServer is a small SMTP server of one test's own, for the faults a
-// real mail server does not stage on demand: a connection that dies after
+// SMTPServer is a small SMTP server of one test's (or drill's) own, for the
+// faults a real mail server does not stage on demand: a connection that dies after
 // the whole message was sent and before the verdict, a server that answers
 // slowly, a hook that runs between receiving a message and accepting it.
 // It keeps every message whose DATA it received completely, accepted or
@@ -28,6 +27,7 @@ type SMTPServer struct {
 	received []ReceivedMail
 	mode     SMTPMode
 	dropNext int
+	dropped  int
 	delay    time.Duration
 	onData   func(ReceivedMail)
 	conns    map[net.Conn]bool
@@ -49,19 +49,17 @@ const (
 	SMTPRefuse                            // reply 554
 )
 
-// StartSMTP starts a server on a free port of 127.0.0.1, accepting every
-// message; it stops when the test ends.
-func StartSMTP(t testing.TB) *SMTPServer {
-	t.Helper()
-	ln, err := listenLocal(t)
+// NewSMTPServer starts a server on a free port of 127.0.0.1, accepting
+// every message; Close stops it.
+func NewSMTPServer(ctx context.Context) (*SMTPServer, error) {
+	ln, err := listenLocal(ctx)
 	if err != nil {
-		t.Fatalf("smtp listener: %v", err)
+		return nil, err
 	}
 	s := &SMTPServer{Addr: ln.Addr().String(), ln: ln, conns: map[net.Conn]bool{}}
 	s.wg.Add(1)
 	go s.serve()
-	t.Cleanup(s.Close)
-	return s
+	return s, nil
 }
 
 // SetMode sets what happens to the next messages.
@@ -105,6 +103,29 @@ func (s *SMTPServer) Received(to string) []ReceivedMail {
 		}
 	}
 	return out
+}
+
+// Dropped returns how many messages ended without a verdict: read to the
+// end of their DATA, then the connection closed.
+func (s *SMTPServer) Dropped() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dropped
+}
+
+// Copies returns, for the messages read so far whose recipient contains
+// to, how many there were and how many of them repeat a Message-ID read
+// before (a second copy of one email).
+func (s *SMTPServer) Copies(to string) (mails, repeats int) {
+	seen := map[string]bool{}
+	for _, m := range s.Received(to) {
+		mails++
+		if m.MessageID != "" && seen[m.MessageID] {
+			repeats++
+		}
+		seen[m.MessageID] = true
+	}
+	return mails, repeats
 }
 
 // Close stops the server and closes its connections.
@@ -213,6 +234,9 @@ func (s *SMTPServer) verdict(m ReceivedMail, reply func(string) bool) bool {
 	}
 	switch mode {
 	case SMTPDropBeforeVerdict:
+		s.mu.Lock()
+		s.dropped++
+		s.mu.Unlock()
 		return false
 	case SMTPRefuse:
 		return reply("554 refused by the test")
