@@ -24,6 +24,7 @@ import (
 const (
 	PhaseMax     = "max"     // the pipeline saturated: its maximum sustained rate
 	PhaseCeiling = "ceiling" // the handlers straight on the database
+	PhaseMinimal = "minimal" // the effects' essential statements alone
 	PhaseNaive   = "naive"   // one goroutine per queue, one message at a time
 	PhaseLatency = "latency" // the pipeline at half the maximum rate
 	PhaseRuntime = "runtime" // worker.Consumer alone against the endpoint's raw ceiling
@@ -32,11 +33,11 @@ const (
 )
 
 // AllPhases lists every phase in running order.
-var AllPhases = []string{PhaseMax, PhaseCeiling, PhaseNaive, PhaseLatency, PhaseRuntime, PhaseSoak, PhaseProfile}
+var AllPhases = []string{PhaseMax, PhaseCeiling, PhaseMinimal, PhaseNaive, PhaseLatency, PhaseRuntime, PhaseSoak, PhaseProfile}
 
 // DefaultPhases is what `make bench` runs. The soak runs when Config.Soak
 // is set; the profile when a target is missed (Config.Profile "auto").
-var DefaultPhases = []string{PhaseMax, PhaseCeiling, PhaseNaive, PhaseLatency, PhaseRuntime}
+var DefaultPhases = []string{PhaseMax, PhaseCeiling, PhaseMinimal, PhaseNaive, PhaseLatency, PhaseRuntime}
 
 // Config configures Run.
 type Config struct {
@@ -193,7 +194,7 @@ type Bench struct {
 
 // cloudPhases are the phases the cloud profile runs: what latency changes
 // the ratios of.
-var cloudPhases = []string{PhaseMax, PhaseCeiling, PhaseNaive}
+var cloudPhases = []string{PhaseMax, PhaseCeiling, PhaseMinimal, PhaseNaive}
 
 // Run runs the configured phases on the local stack, then writes bench.json,
 // bench.md (the table, also printed to Out) and bench.png (the maximum
@@ -285,6 +286,9 @@ func (b *Bench) phase(ctx context.Context, p string) error {
 	case PhaseCeiling:
 		b.logf("the three handlers straight on the database, %d goroutines each, %d connections, for %s\n", b.cfg.MaxInFlight, b.cfg.DBMaxConns, b.cfg.CeilingDuration)
 		b.res.Ceiling, err = b.keep(b.ceiling(ctx, b.cfg.CeilingDuration))
+	case PhaseMinimal:
+		b.logf("the effects' essential statements alone, %d goroutines each, %d connections, for %s\n", b.cfg.MaxInFlight, b.cfg.DBMaxConns, b.cfg.CeilingDuration)
+		b.res.Minimal, err = b.keep(b.minimal(ctx, b.cfg.CeilingDuration))
 	case PhaseNaive:
 		b.logf("naive consumer, saturated, for %s\n", b.cfg.NaiveDuration)
 		b.res.Naive, err = b.keep(b.naive(ctx, b.cfg.NaiveDuration))

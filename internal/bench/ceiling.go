@@ -62,10 +62,9 @@ func (b *Bench) ceiling(ctx context.Context, d time.Duration) (RunResult, error)
 		fns[i] = byName[name]
 	}
 	conns := SampleConns(ctx, b.s.Admin, b.s.Cfg.DBName, 100*time.Millisecond)
-	cpu := b.cpuProbe(0)
+	cost := b.startCost(ctx, 0)
 	start := time.Now()
 	orders, errs, backlog := b.driveDirect(ctx, fns, d)
-	res.CPU = cpu.Stop()
 	res.DBConns = conns.Stop()
 	res.Elapsed = time.Since(start).Seconds()
 	var cs []Completion
@@ -78,6 +77,7 @@ func (b *Bench) ceiling(ctx context.Context, d time.Duration) (RunResult, error)
 	for i, c := range cs {
 		done[i] = c.Done
 	}
+	res.CPU, res.Cost = cost.stop(ctx, func() int { return len(cs) })
 	res.Published, res.Completed, res.Errors = len(orders), len(cs), errs
 	res.Backlog = backlog
 	res.Throughput, res.Overall = SteadyRate(done), OverallRate(cs)

@@ -43,13 +43,13 @@ func (b *Bench) naive(ctx context.Context, d time.Duration) (RunResult, error) {
 		wg.Go(func() { failed.Add(int64(naiveLoop(cctx, b.net.SQS, url, h))) })
 	}
 	conns := SampleConns(ctx, b.s.Admin, b.s.Cfg.DBName, 100*time.Millisecond)
-	cpu := b.cpuProbe(0)
+	cost := b.startCost(ctx, 0)
 	tr := NewTracker()
 	start := time.Now()
 	lr, loadErr := b.load(ctx, pipelineRun{name: "naive", duration: d}, tr)
 	cancel()
 	wg.Wait()
-	res.CPU = cpu.Stop()
+	res.CPU, res.Cost = cost.stop(ctx, func() int { n, _ := b.s.Processed(ctx); return n / 3 })
 	res.DBConns = conns.Stop()
 	res.Elapsed = time.Since(start).Seconds()
 	if lr.Published == 0 {

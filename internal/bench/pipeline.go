@@ -41,6 +41,9 @@ type RunResult struct {
 	// for the ceiling): the handler whose backlog sits at the limit is the
 	// one that bounds the run, the others keep up.
 	Backlog map[string]float64 `json:"mean_backlog,omitempty"`
+	// Cost is what a completed order cost the run: round trips through
+	// the proxy and CPU by part.
+	Cost *OrderCost `json:"cost_per_order,omitempty"`
 }
 
 // PerDBConn is the throughput per database connection at the run's peak.
@@ -93,12 +96,12 @@ func (b *Bench) pipeline(ctx context.Context, r pipelineRun) (RunResult, error) 
 	}()
 	conns := SampleConns(ctx, b.s.Admin, b.s.Cfg.DBName, 100*time.Millisecond)
 	procs := SampleProc(ctx, w.PID(), r.procEvery)
-	cpu := b.cpuProbe(w.PID())
+	cost := b.startCost(ctx, w.PID())
 	tr := NewTracker()
 	start := time.Now()
 	lr, loadErr := b.load(ctx, r, tr)
 	waitErr := b.s.WaitProcessed(ctx, lr.Published, 90*time.Second, func() bool { return !w.Exited() })
-	res.CPU = cpu.Stop()
+	res.CPU, res.Cost = cost.stop(ctx, func() int { n, _ := b.s.Processed(ctx); return n / 3 })
 	samples := procs.Stop()
 	res.DBConns = conns.Stop()
 	stopped = true

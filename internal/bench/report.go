@@ -84,20 +84,21 @@ func (r *Report) WriteTables(w io.Writer) error {
 type Result struct {
 	// Network is the profile (NetworkLoopback, NetworkCloud), with the
 	// latency it added to each path and the line that says so.
-	Network            string        `json:"network"`
-	NetworkProfile     []LinkProfile `json:"network_profile,omitempty"`
-	NetworkDescription string        `json:"network_description"`
-	Machine            Machine       `json:"machine"`
-	StartedAt          time.Time     `json:"started_at"`
-	Settings  Settings       `json:"settings"`
-	Max       *RunResult     `json:"max,omitempty"`
-	Ceiling   *RunResult     `json:"ceiling,omitempty"`
-	Naive     *RunResult     `json:"naive,omitempty"`
-	Half      *RunResult     `json:"half_rate,omitempty"`
-	Runtime   *RuntimeResult `json:"runtime,omitempty"`
-	Soak      *SoakResult    `json:"soak,omitempty"`
-	Targets   []Target       `json:"targets"`
-	Profile   *Profile       `json:"profile,omitempty"`
+	Network            string         `json:"network"`
+	NetworkProfile     []LinkProfile  `json:"network_profile,omitempty"`
+	NetworkDescription string         `json:"network_description"`
+	Machine            Machine        `json:"machine"`
+	StartedAt          time.Time      `json:"started_at"`
+	Settings           Settings       `json:"settings"`
+	Max                *RunResult     `json:"max,omitempty"`
+	Ceiling            *RunResult     `json:"ceiling,omitempty"`
+	Minimal            *RunResult     `json:"minimal_replay,omitempty"`
+	Naive              *RunResult     `json:"naive,omitempty"`
+	Half               *RunResult     `json:"half_rate,omitempty"`
+	Runtime            *RuntimeResult `json:"runtime,omitempty"`
+	Soak               *SoakResult    `json:"soak,omitempty"`
+	Targets            []Target       `json:"targets"`
+	Profile            *Profile       `json:"profile,omitempty"`
 }
 
 // Settings are the knobs a run used.
@@ -143,8 +144,18 @@ func (r *Result) evaluate() {
 	}
 	pc, pcOK := r.ratio(r.Ceiling)
 	add("pipeline / ceiling", "≥ 0.8", pcOK, pc, pc >= 0.8)
+	pm, pmOK := r.ratio(r.Minimal)
+	add("pipeline / minimal replay", "≥ 0.3", pmOK, pm, pm >= 0.3)
 	pn, pnOK := r.ratio(r.Naive)
 	add("pipeline / naive", "≥ 5", pnOK, pn, pn >= 5)
+	if c := r.maxCost(); c != nil {
+		rt := c.Transactions > 0 || c.RoundTrips > 0
+		add("round trips per order through the proxy", "≤ 6", rt, c.RoundTrips, c.RoundTrips <= 6)
+		add("transactions per order through the proxy", "≤ 4", rt, c.Transactions, c.Transactions <= 4)
+		add("worker CPU per order (ms)", "≤ 0.8", true, c.CPUms(costHandlers), c.CPUms(costHandlers) <= 0.8)
+		add("PostgreSQL CPU per order (ms)", "≤ 1.2", true, c.CPUms(costPostgres), c.CPUms(costPostgres) <= 1.2)
+		add("machine CPU per order (ms)", "≤ 4", true, c.CPUms(costMachine), c.CPUms(costMachine) <= 4)
+	}
 	if r.Runtime != nil {
 		add("worker.Consumer / emulator raw", "≥ 0.5", true, r.Runtime.Ratio(), r.Runtime.Ratio() >= 0.5)
 	} else {
@@ -160,6 +171,14 @@ func (r *Result) evaluate() {
 	} else {
 		add("worker RSS growth over the soak", "< 10 %", false, 0, false)
 	}
+}
+
+// maxCost is the saturated pipeline's cost per order, if measured.
+func (r *Result) maxCost() *OrderCost {
+	if r.Max == nil {
+		return nil
+	}
+	return r.Max.Cost
 }
 
 func (r *Result) ratio(base *RunResult) (float64, bool) {
@@ -199,6 +218,9 @@ func (r *Result) WriteTable(w io.Writer) error {
 	if r.Ceiling != nil {
 		r.runRow(&b, "ceiling: the handlers straight on the database", r.Ceiling, "")
 	}
+	if r.Minimal != nil {
+		r.runRow(&b, "minimal replay: the effects' essential statements, same proxy and pool", r.Minimal, "")
+	}
 	if r.Naive != nil {
 		r.runRow(&b, "naive consumer: 1 goroutine per queue, 1 message at a time", r.Naive, "")
 	}
@@ -214,7 +236,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 			s.Run.Offered, (time.Duration(s.Run.Elapsed) * time.Second).Round(time.Minute), mib(s.BaselineRSS), mib(s.EndRSS),
 			s.Run.Throughput, ms(s.Run.Latency.P99), mib(s.Run.Worker.PeakRSS), r.targetCell("worker RSS growth over the soak"))
 	}
-	for _, name := range []string{"pipeline / ceiling", "pipeline / naive", "worker.Consumer / emulator raw"} {
+	for _, name := range []string{"pipeline / ceiling", "pipeline / minimal replay", "pipeline / naive", "worker.Consumer / emulator raw"} {
 		t := r.target(name)
 		if t == nil || t.Met == nil {
 			continue
@@ -223,6 +245,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "\n%s; %d in flight per queue, %d database connections per process.\n", r.Machine, r.Settings.MaxInFlight, r.Settings.DBMaxConns)
 	r.writeHandlers(&b)
+	r.writeCost(&b)
 	r.writeCPU(&b)
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return fmt.Errorf("bench: write the table: %w", err)
@@ -258,7 +281,7 @@ func (r *Result) writeCPU(b *strings.Builder) {
 	runs := []struct {
 		name string
 		run  *RunResult
-	}{{"max", r.Max}, {"ceiling", r.Ceiling}, {"naive", r.Naive}, {"half", r.Half}}
+	}{{"max", r.Max}, {"ceiling", r.Ceiling}, {"minimal", r.Minimal}, {"naive", r.Naive}, {"half", r.Half}}
 	header := false
 	for _, x := range runs {
 		if x.run == nil || len(x.run.CPU) == 0 {

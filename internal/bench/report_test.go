@@ -42,3 +42,39 @@ func TestTableAndTargets(t *testing.T) {
 		}
 	}
 }
+
+// TestCostTableAndTargets: the cost per order is printed for every run
+// that measured it, and the goals are judged on the saturated
+// pipeline's.
+func TestCostTableAndTargets(t *testing.T) {
+	cost := func(tx, rt, handlers, pg, machine float64) *OrderCost {
+		return &OrderCost{Transactions: tx, RoundTrips: rt,
+			CPU: []PartCost{{costHandlers, handlers}, {costPostgres, pg}, {costMachine, machine}}}
+	}
+	r := &Result{
+		Max:     &RunResult{Throughput: 300, Cost: cost(4.4, 4.4, 0.9, 1.1, 3.5)},
+		Ceiling: &RunResult{Throughput: 320, Cost: cost(3.1, 3.1, 0.6, 1.0, 2.5)},
+		Minimal: &RunResult{Throughput: 1200, Cost: cost(3, 3, 0.2, 0.5, 1.0)},
+	}
+	r.evaluate()
+	var unmet []string
+	for _, t := range r.Unmet() {
+		unmet = append(unmet, t.Name)
+	}
+	if got, want := strings.Join(unmet, ";"), "pipeline / minimal replay;transactions per order through the proxy;worker CPU per order (ms)"; got != want {
+		t.Errorf("unmet = %q, want %q", got, want)
+	}
+	var b strings.Builder
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| **pipeline / minimal replay** | **0.25** | | | | | | | | ≥ 0.3 ❌ not met |",
+		"| pipeline, max | 4.40 | 4.40 | 0.90 ms | 1.10 ms | 3.50 ms |",
+		"| minimal replay | 3.00 | 3.00 | 0.20 ms | 0.50 ms | 1.00 ms |",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}
