@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	snstypes "github.com/aws/aws-sdk-go-v2/service/sns/types"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderpipe/orderpipe/resilience/retry"
 )
@@ -28,6 +30,11 @@ type PublisherConfig struct {
 	// MaxAttempts bounds the attempts per batch entry, for throttling and
 	// server-side failures. Defaults to 5.
 	MaxAttempts int
+	// TracerProvider, if set, gives every message a producer span and puts
+	// its W3C trace context in the message's attributes (AttrTraceParent,
+	// AttrTraceState), so the consumers' work joins the publisher's trace.
+	// Nil (the default): nothing is traced, no attribute added.
+	TracerProvider trace.TracerProvider
 }
 
 // Publisher defaults.
@@ -42,6 +49,8 @@ const (
 type Publisher struct {
 	client SNSAPI
 	cfg    PublisherConfig
+	tracer trace.Tracer // nil: tracing off
+	topic  string       // the topic's name, for spans
 }
 
 // NewPublisher returns a Publisher.
@@ -55,7 +64,11 @@ func NewPublisher(client SNSAPI, cfg PublisherConfig) (*Publisher, error) {
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = PublisherMaxAttemptsDefault
 	}
-	return &Publisher{client: client, cfg: cfg}, nil
+	p := &Publisher{client: client, cfg: cfg, topic: cfg.TopicARN[strings.LastIndex(cfg.TopicARN, ":")+1:]}
+	if cfg.TracerProvider != nil {
+		p.tracer = cfg.TracerProvider.Tracer(tracerName)
+	}
+	return p, nil
 }
 
 // RawMessage is a message as it goes onto the topic. Publishing raw bodies is
@@ -64,6 +77,13 @@ type RawMessage struct {
 	Body          string
 	EventType     string // becomes the event_type attribute when set
 	SchemaVersion int    // becomes the schema_version attribute when non-zero
+	// EventID and OrderID name the event on its publish span, when known.
+	EventID, OrderID string
+	// TraceContext, when tracing, is the W3C trace context (AttrTraceParent,
+	// AttrTraceState) the publish continues, as stored with an outbox row:
+	// the compensation joins its order's trace. Empty, the publish
+	// continues ctx's span, or starts a trace of its own.
+	TraceContext map[string]string
 }
 
 // Publish validates, encodes and publishes events. It returns how many were
@@ -75,14 +95,19 @@ func (p *Publisher) Publish(ctx context.Context, evs []Event) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		msgs[i] = RawMessage{Body: string(body), EventType: string(ev.EventType), SchemaVersion: ev.SchemaVersion}
+		msgs[i] = RawMessage{Body: string(body), EventType: string(ev.EventType), SchemaVersion: ev.SchemaVersion,
+			EventID: string(ev.EventID), OrderID: ev.Order.OrderID}
 	}
 	return p.PublishRaw(ctx, msgs)
 }
 
 // PublishRaw publishes messages as they are.
 func (p *Publisher) PublishRaw(ctx context.Context, msgs []RawMessage) (int, error) {
-	batches := make(chan []RawMessage)
+	entries := make([]entry, len(msgs))
+	for i, m := range msgs {
+		entries[i] = p.entry(ctx, m)
+	}
+	batches := make(chan []entry)
 	var (
 		mu        sync.Mutex
 		published int
@@ -103,16 +128,21 @@ func (p *Publisher) PublishRaw(ctx context.Context, msgs []RawMessage) (int, err
 			}
 		})
 	}
-	for start := 0; start < len(msgs); start += maxBatchEntries {
-		end := min(start+maxBatchEntries, len(msgs))
-		select {
-		case batches <- msgs[start:end]:
-		case <-ctx.Done():
-			errs = append(errs, fmt.Errorf("publish: %w", context.Cause(ctx)))
+	for start := 0; start < len(entries); start += maxBatchEntries {
+		end := min(start+maxBatchEntries, len(entries))
+		if ctx.Err() == nil {
+			select {
+			case batches <- entries[start:end]:
+				continue
+			case <-ctx.Done():
+			}
 		}
-		if ctx.Err() != nil {
-			break
-		}
+		// Cancelled: nothing from here on is sent.
+		mu.Lock()
+		errs = append(errs, fmt.Errorf("publish %d messages: %w", len(entries)-start, context.Cause(ctx)))
+		mu.Unlock()
+		failSpans(entries[start:])
+		break
 	}
 	close(batches)
 	wg.Wait()
@@ -121,17 +151,19 @@ func (p *Publisher) PublishRaw(ctx context.Context, msgs []RawMessage) (int, err
 
 // publishBatch sends up to ten messages, resending only the entries that
 // failed on the server's side (throttling, internal errors).
-func (p *Publisher) publishBatch(ctx context.Context, msgs []RawMessage) error {
-	pending := make(map[string]RawMessage, len(msgs))
+func (p *Publisher) publishBatch(ctx context.Context, msgs []entry) error {
+	pending := make(map[string]entry, len(msgs))
 	for i, m := range msgs {
 		pending[strconv.Itoa(i)] = m
 	}
+	defer endSpans(msgs, pending)
 	err := retry.Do(ctx, retry.Policy{Tries: uint(p.cfg.MaxAttempts)}, nil, func(ctx context.Context) error {
 		out, err := p.client.PublishBatch(ctx, p.batchInput(pending))
 		if err != nil {
 			return fmt.Errorf("sns PublishBatch: %w", err)
 		}
 		for _, ok := range out.Successful {
+			pending[aws.ToString(ok.Id)].sent(aws.ToString(ok.MessageId))
 			delete(pending, aws.ToString(ok.Id))
 		}
 		var failed []error
@@ -154,21 +186,27 @@ func (p *Publisher) publishBatch(ctx context.Context, msgs []RawMessage) error {
 	return nil
 }
 
-func (p *Publisher) batchInput(pending map[string]RawMessage) *sns.PublishBatchInput {
+func (p *Publisher) batchInput(pending map[string]entry) *sns.PublishBatchInput {
 	in := &sns.PublishBatchInput{TopicArn: aws.String(p.cfg.TopicARN)}
 	for id, m := range pending {
-		attrs := map[string]snstypes.MessageAttributeValue{}
-		if m.EventType != "" {
-			attrs[AttrEventType] = snstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(m.EventType)}
-		}
-		if m.SchemaVersion != 0 {
-			attrs[AttrSchemaVersion] = snstypes.MessageAttributeValue{DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(m.SchemaVersion))}
-		}
 		in.PublishBatchRequestEntries = append(in.PublishBatchRequestEntries, snstypes.PublishBatchRequestEntry{
 			Id:                aws.String(id),
-			Message:           aws.String(m.Body),
-			MessageAttributes: attrs,
+			Message:           aws.String(m.msg.Body),
+			MessageAttributes: m.attrs,
 		})
 	}
 	return in
+}
+
+// messageAttributes are m's attributes: event_type and schema_version when
+// set.
+func messageAttributes(m RawMessage) map[string]snstypes.MessageAttributeValue {
+	attrs := map[string]snstypes.MessageAttributeValue{}
+	if m.EventType != "" {
+		attrs[AttrEventType] = snstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(m.EventType)}
+	}
+	if m.SchemaVersion != 0 {
+		attrs[AttrSchemaVersion] = snstypes.MessageAttributeValue{DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(m.SchemaVersion))}
+	}
+	return attrs
 }

@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/orderpipe/orderpipe/events"
 	"github.com/orderpipe/orderpipe/metrics"
 	"github.com/orderpipe/orderpipe/resilience"
@@ -69,9 +72,11 @@ func Idempotent(keys KeyStore, handler string, log *slog.Logger, m *metrics.Metr
 		lease, err := keys.Begin(ctx, handler, ev.EventID, hex.EncodeToString(fp[:]))
 		if err != nil {
 			count("bypass")
+			noteOutcome(ctx, "bypass")
 			return next(ctx, ev)
 		}
 		count(lease.Outcome.String())
+		noteOutcome(ctx, lease.Outcome.String())
 		switch lease.Outcome {
 		case Done:
 			return nil
@@ -83,7 +88,7 @@ func Idempotent(keys KeyStore, handler string, log *slog.Logger, m *metrics.Metr
 		case Acquired:
 			// This delivery holds the lease: run the handler.
 		}
-		stop := renewWhileRunning(ctx, keys, lease, log)
+		stop := renewWhileRunning(ctx, keys, lease, ev.Order.OrderID, log)
 		err = next(ctx, ev)
 		stop()
 		// Bookkeeping after the effect must not inherit a cancelled context:
@@ -92,19 +97,27 @@ func Idempotent(keys KeyStore, handler string, log *slog.Logger, m *metrics.Metr
 		defer cancel()
 		if err != nil {
 			if rerr := keys.Release(bctx, lease); rerr != nil {
-				log.Debug("release idempotency lease", "err", rerr)
+				log.DebugContext(ctx, "release idempotency lease", "err", rerr, "order_id", ev.Order.OrderID)
 			}
 			return err
 		}
 		if cerr := keys.Complete(bctx, lease); cerr != nil {
-			log.Debug("record idempotency key", "err", cerr)
+			log.DebugContext(ctx, "record idempotency key", "err", cerr, "order_id", ev.Order.OrderID)
 		}
 		return nil
 	}
 }
 
+// noteOutcome records the key store's verdict on the handler's span, when
+// one is recording (nothing is built otherwise).
+func noteOutcome(ctx context.Context, outcome string) {
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(attribute.String("idempotency", outcome))
+	}
+}
+
 // renewWhileRunning renews the lease every third of its TTL until stop.
-func renewWhileRunning(ctx context.Context, keys KeyStore, l Lease, log *slog.Logger) (stop func()) {
+func renewWhileRunning(ctx context.Context, keys KeyStore, l Lease, orderID string, log *slog.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -119,7 +132,7 @@ func renewWhileRunning(ctx context.Context, keys KeyStore, l Lease, log *slog.Lo
 				if err := keys.Renew(ctx, l); errors.Is(err, ErrLeaseLost) {
 					// Another copy may start now; the database ledger keeps
 					// the effect single.
-					log.Warn("idempotency lease lost while handling", "key", l.Key)
+					log.WarnContext(ctx, "idempotency lease lost while handling", "key", l.Key, "order_id", orderID)
 					return
 				}
 			}

@@ -17,6 +17,8 @@ import (
 	"net/textproto"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Message is one email.
@@ -44,6 +46,9 @@ type Config struct {
 	// IdleTimeout closes a session that has not sent for this long (servers
 	// drop idle clients; SES after about 10 s). Defaults to IdleTimeoutDefault.
 	IdleTimeout time.Duration
+	// TracerProvider, if set, gives every send made within a trace a client
+	// span (trace.go). Nil: nothing is traced.
+	TracerProvider trace.TracerProvider
 }
 
 // Config defaults.
@@ -60,8 +65,9 @@ const (
 // the email was written is tried again once on a new session, which cannot
 // duplicate it.
 type SMTP struct {
-	cfg  Config
-	idle chan *session
+	cfg    Config
+	idle   chan *session
+	tracer trace.Tracer // nil: tracing off
 }
 
 // session is one SMTP connection between sends.
@@ -85,7 +91,11 @@ func New(cfg Config) (*SMTP, error) {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = IdleTimeoutDefault
 	}
-	return &SMTP{cfg: cfg, idle: make(chan *session, max(cfg.MaxIdle, 0))}, nil
+	s := &SMTP{cfg: cfg, idle: make(chan *session, max(cfg.MaxIdle, 0))}
+	if cfg.TracerProvider != nil {
+		s.tracer = cfg.TracerProvider.Tracer(tracerName)
+	}
+	return s, nil
 }
 
 // ErrOutcomeUnknown is wrapped by Send when the connection failed after the
@@ -113,18 +123,23 @@ func (s *SMTP) Send(ctx context.Context, m Message, accepted func() error) error
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
+	ctx, done := s.startSpan(ctx)
 	sess, err := s.take(ctx)
 	if err != nil {
+		done(err, false)
 		return err
 	}
+	reused := !sess.lastUsed.IsZero()
 	err = s.transact(sess, m, raw)
 	if errors.Is(err, errNothingSent) {
 		sess.close()
 		if sess, err = s.dial(ctx); err != nil {
+			done(err, reused)
 			return err
 		}
 		err = s.transact(sess, m, raw)
 	}
+	done(err, reused) // the server's verdict: the record below is the caller's
 	if err != nil {
 		sess.close()
 		return fmt.Errorf("smtp send to %s via %s: %w", m.To, s.cfg.Addr, err)

@@ -71,6 +71,7 @@ type smtpStub struct {
 	addr                  string
 	conns, resets, emails atomic.Int32
 	dropIdle              atomic.Bool // close every connection once a message is accepted
+	refuse                atomic.Bool // refuse every message at the end of its DATA
 }
 
 func startStub(t *testing.T) *smtpStub {
@@ -123,6 +124,10 @@ func (s *smtpStub) serve(c net.Conn) {
 				if l == ".\r\n" {
 					break
 				}
+			}
+			if s.refuse.Load() {
+				say("554 refused")
+				continue
 			}
 			s.emails.Add(1)
 			say("250 queued")

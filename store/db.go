@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderpipe/orderpipe/metrics"
 	"github.com/orderpipe/orderpipe/resilience"
@@ -78,6 +79,10 @@ type Config struct {
 	// Metrics counts pool resets and the breaker's states. Defaults to a
 	// set nobody serves.
 	Metrics *metrics.Metrics
+	// TracerProvider, if set, traces the statements, batches, acquires and
+	// connections that run within a trace (see trace.go). Nil: no hook is
+	// installed.
+	TracerProvider trace.TracerProvider
 }
 
 // Proxies.
@@ -228,6 +233,7 @@ func PoolConfig(cfg Config) (*pgxpool.Config, error) {
 	if pc.ConnConfig.ConnectTimeout == 0 {
 		pc.ConnConfig.ConnectTimeout = orDefault(cfg.ConnectTimeout, ConnectTimeoutDefault)
 	}
+	pc.ConnConfig.Tracer = queryTracer(cfg.TracerProvider)
 	if cfg.IAM != nil {
 		tokens := cfg.IAM
 		pc.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {

@@ -99,9 +99,9 @@ func whyNot(ctx context.Context, conn *pgxpool.Conn, ev events.Event, fp []byte,
 // sent.
 func superseded(ctx context.Context, conn *pgxpool.Conn, ev events.Event, fp []byte) (notification.Claim, error) {
 	if _, err := conn.Exec(ctx, `
-		INSERT INTO processed_events (handler, event_id, event_type, order_id, fingerprint)
-		VALUES ($1, $2::uuid, $3, $4, $5) ON CONFLICT DO NOTHING`,
-		notification.Name, string(ev.EventID), string(ev.EventType), ev.Order.OrderID, fp); err != nil {
+		INSERT INTO processed_events (handler, event_id, event_type, order_id, fingerprint, trace_id)
+		VALUES ($1, $2::uuid, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+		notification.Name, string(ev.EventID), string(ev.EventType), ev.Order.OrderID, fp, traceID(ctx)); err != nil {
 		return 0, fmt.Errorf("record superseded cancellation %s: %w", ev.EventID, err)
 	}
 	return notification.AlreadySent, nil
@@ -116,10 +116,10 @@ func (c *EmailClaims) Record(ctx context.Context, ev events.Event) error {
 			WITH sent AS (
 				UPDATE notifications SET status = 'sent', sent_at = now(), lease_until = NULL
 				WHERE event_id = $1::uuid RETURNING event_id)
-			INSERT INTO processed_events (handler, event_id, event_type, order_id, fingerprint)
-			SELECT $2, event_id, $3, $4, $5 FROM sent
+			INSERT INTO processed_events (handler, event_id, event_type, order_id, fingerprint, trace_id)
+			SELECT $2, event_id, $3, $4, $5, $6 FROM sent
 			ON CONFLICT DO NOTHING`,
-		string(ev.EventID), notification.Name, string(ev.EventType), ev.Order.OrderID, fp[:])
+		string(ev.EventID), notification.Name, string(ev.EventType), ev.Order.OrderID, fp[:], traceID(ctx))
 	if err != nil {
 		return fmt.Errorf("record email of %s sent: %w", ev.EventID, err)
 	}

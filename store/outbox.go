@@ -22,6 +22,24 @@ type OutboxMessage struct {
 	EventID   string
 	EventType string
 	Body      string
+	OrderID   string
+	// TraceParent and TraceState are the W3C trace context of the handler
+	// that wrote the row (empty when it was not traced): its publish
+	// continues that trace.
+	TraceParent, TraceState string
+}
+
+// TraceContext is the row's trace context as message attributes name it,
+// or nil.
+func (m OutboxMessage) TraceContext() map[string]string {
+	if m.TraceParent == "" {
+		return nil
+	}
+	c := map[string]string{"traceparent": m.TraceParent}
+	if m.TraceState != "" {
+		c["tracestate"] = m.TraceState
+	}
+	return c
 }
 
 // Outbox is the relay's side of the outbox: the rows of one topic.
@@ -53,7 +71,7 @@ func (o *Outbox) Lease(ctx context.Context, limit int, lease time.Duration) ([]O
 				WHERE topic = $1 AND sent_at IS NULL AND (lease_until IS NULL OR lease_until < now())
 				ORDER BY id LIMIT $2
 				FOR UPDATE SKIP LOCKED)
-			RETURNING id, event_id::text, event_type, body`, o.topic, limit, lease.Milliseconds())
+			RETURNING id, event_id::text, event_type, body, order_id, coalesce(traceparent, ''), coalesce(tracestate, '')`, o.topic, limit, lease.Milliseconds())
 		if err != nil {
 			return fmt.Errorf("lease: %w", err)
 		}

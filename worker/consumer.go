@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // SQSAPI is the part of the SQS client the runtime uses.
@@ -67,6 +68,11 @@ type Config struct {
 	// dead-lettered (reason, error, source_queue, receive_count,
 	// dropped_attributes). Defaults to DLQAttributePrefixDefault.
 	DLQAttributePrefix string
+	// TracerProvider, if set, traces every delivery: a consumer span per
+	// message, the child of the W3C trace context its attributes carry
+	// (see trace.go). Nil (the default): nothing is traced, nothing
+	// extracted.
+	TracerProvider trace.TracerProvider
 }
 
 // Gate holds a consumer's receiving back (backpressure).
@@ -138,12 +144,14 @@ func (c *Config) Validate() error {
 
 // Consumer consumes one queue.
 type Consumer struct {
-	client   SQSAPI
-	handler  Handler
-	cfg      Config
-	log      *slog.Logger
-	deleter  *deleter
-	dlqNames DLQAttributeNames
+	client    SQSAPI
+	handler   Handler
+	cfg       Config
+	log       *slog.Logger
+	deleter   *deleter
+	dlqNames  DLQAttributeNames
+	tracer    trace.Tracer // nil: tracing off
+	queueName string
 }
 
 // New returns a Consumer for cfg.QueueURL that runs h for each message.
@@ -153,11 +161,16 @@ func New(client SQSAPI, h Handler, cfg Config) (*Consumer, error) {
 		return nil, err
 	}
 	log := cfg.Logger.With("handler", cfg.Name)
-	return &Consumer{
+	c := &Consumer{
 		client: client, handler: h, cfg: cfg, log: log,
-		deleter:  newDeleter(client, cfg.QueueURL, log),
-		dlqNames: DLQAttributesFor(cfg.DLQAttributePrefix),
-	}, nil
+		deleter:   newDeleter(client, cfg.QueueURL, log),
+		dlqNames:  DLQAttributesFor(cfg.DLQAttributePrefix),
+		queueName: queueName(cfg.QueueURL),
+	}
+	if cfg.TracerProvider != nil {
+		c.tracer = cfg.TracerProvider.Tracer(tracerName)
+	}
+	return c, nil
 }
 
 // Run receives and processes messages until ctx is cancelled, then stops
@@ -385,6 +398,7 @@ const settleTimeout = 10 * time.Second
 // process runs the handler and settles the message: delete, dead-letter, or
 // schedule a retry.
 func (c *Consumer) process(ctx context.Context, m *Message) {
+	ctx, span := c.startSpan(ctx, m)
 	hctx, cancel := context.WithTimeoutCause(NewContext(ctx, m), c.cfg.HandlerTimeout, ErrHandlerTimeout)
 	defer cancel()
 	start := time.Now()
@@ -398,24 +412,26 @@ func (c *Consumer) process(ctx context.Context, m *Message) {
 	log := m.logger(c.log)
 	sctx, cancelSettle := context.WithTimeout(ctx, settleTimeout)
 	defer cancelSettle()
-	outcome := "retry"
+	outcome, spanOutcome, detail := "retry", "retry", ""
 	switch reason, permanent := PermanentReason(err); {
 	case err == nil:
-		outcome = "ok"
+		outcome, spanOutcome = "ok", "ok"
 		obs.Processed()
 		c.deleter.add(m.receipt)
 	case errors.Is(context.Cause(ctx), ErrShutdownTimeout):
 		// Shutdown cut the handler short: not the message's fault, whatever
 		// it returned (and ctx can carry no call now). Leave it to be
 		// redelivered without counting a failure.
+		spanOutcome = "interrupted"
 		log.Warn("handler interrupted by shutdown; message will be redelivered", "err", err)
 	case permanent:
-		outcome = "dead_letter"
+		outcome, spanOutcome, detail = "dead_letter", "dead_letter", reason
 		c.deadLetter(sctx, m, reason, err, log)
 	default:
 		c.retry(sctx, m, err, log)
 	}
 	obs.Settled(outcome, time.Since(start))
+	endSpan(span, m, spanOutcome, detail)
 }
 
 // safeHandle turns a handler panic into an error with the stack, so one bad

@@ -26,10 +26,14 @@ import (
 // #xE000-#xFFFD | #x10000-#x10FFFF. So:
 //
 //   - The four reason attributes (Config.DLQAttributePrefix + reason, error,
-//     source_queue, receive_count) are always there.
+//     source_queue, receive_count) are always there. With tracing on, so
+//     is the trace context of the delivery's span (traceparent, and
+//     tracestate when it has one: trace.go), in place of the one received:
+//     the runtime's own attributes are then five or six.
 //   - Incoming attributes are copied with their type (a Binary one stays
-//     Binary, byte for byte) while they fit beside those four: up to six.
-//   - With more than six, five are kept, first the names listed in
+//     Binary, byte for byte) while they fit beside the runtime's own: up to
+//     six (five or four with tracing on).
+//   - With more than fit, one fewer is kept, first the names listed in
 //     Config.DeadLetterKeepAttributes (in that order), then the others by
 //     name; the rest are folded into one attribute,
 //     the prefix + dropped_attributes: a JSON object of name → value in the
@@ -86,6 +90,7 @@ const (
 func (c *Consumer) deadLetter(ctx context.Context, m *Message, reason string, cause error, log *slog.Logger) {
 	incoming := m.sqsAttributes()
 	own := c.dlqAttributes(m, reason, cause)
+	c.injectTrace(ctx, own) // traceparent (and tracestate) count among the runtime's own
 	attrs, folded := fitAttributes(incoming, own, c.cfg.DeadLetterKeepAttributes, c.dlqNames.Dropped)
 	err := c.sendToDLQ(ctx, m, attrs)
 	if err != nil && unsendable(err) {

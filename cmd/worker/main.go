@@ -19,6 +19,7 @@ import (
 	"github.com/orderpipe/orderpipe/cmd/internal/workerenv"
 	"github.com/orderpipe/orderpipe/internal/app"
 	"github.com/orderpipe/orderpipe/store/redisstore"
+	"github.com/orderpipe/orderpipe/tracing"
 )
 
 // version is stamped by the build: -ldflags "-X main.version=...".
@@ -49,6 +50,7 @@ func workerMain(args []string) int {
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: w.Level}))
 	redisstore.RouteRedisLog(log)
+	tracing.RouteErrors(log)
 	w.App.Logger = log
 	ctx, stop := signalContext(log)
 	defer stop()
@@ -57,6 +59,14 @@ func workerMain(args []string) int {
 		return 2
 	}
 	log.Info("configuration", w.Env.Effective()...)
+	w.Tracing.ServiceVersion, w.Tracing.Logger = buildinfo.Version(version), log
+	tp, stopTracing, err := tracing.Start(w.Tracing)
+	if err != nil {
+		log.Error("bad configuration", "err", err)
+		return 2
+	}
+	defer stopTracing() // after the drain: the last spans go out, within tracing.ShutdownTimeout
+	w.App.TracerProvider = tp
 	if err := app.Run(ctx, w.App); err != nil {
 		log.Error("worker failed", "err", err)
 		return 1

@@ -203,8 +203,8 @@ func (c *Courier) Deliver(ctx context.Context, ev events.Event, msg mailer.Messa
 		return err
 	case claim == TakenOver:
 		c.metrics.EmailDuplicateRisk.WithLabelValues("takeover").Inc()
-		c.log.Warn("sending an email whose earlier claim ran out unrecorded; it may arrive twice (same Message-ID)",
-			"event_id", ev.EventID, "message_id", msg.MessageID)
+		c.log.WarnContext(ctx, "sending an email whose earlier claim ran out unrecorded; it may arrive twice (same Message-ID)",
+			"event_id", ev.EventID, "order_id", ev.Order.OrderID, "message_id", msg.MessageID)
 	}
 	err = c.sender.Send(ctx, msg, func() error {
 		c.metrics.EmailsSent.WithLabelValues(string(ev.EventType)).Inc()
@@ -231,13 +231,13 @@ func (c *Courier) Deliver(ctx context.Context, ev events.Event, msg mailer.Messa
 // again at once and uncounted.
 func (c *Courier) keepClaim(ctx context.Context, ev events.Event, token, cause string, err error) error {
 	c.metrics.EmailDuplicateRisk.WithLabelValues(cause).Inc()
-	c.log.Warn("email may be out but is not recorded; its claim is kept until it runs out, then a later delivery sends it again",
-		"event_id", ev.EventID, "cause", cause, "err", err)
+	c.log.WarnContext(ctx, "email may be out but is not recorded; its claim is kept until it runs out, then a later delivery sends it again",
+		"event_id", ev.EventID, "order_id", ev.Order.OrderID, "cause", cause, "err", err)
 	if cause == "outcome_unknown" {
 		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.rules.AbandonFor)
 		defer cancel()
 		if merr := c.store.MarkUnknown(mctx, ev, token); merr != nil {
-			c.log.Debug("mark email outcome unknown", "event_id", ev.EventID, "err", merr)
+			c.log.DebugContext(ctx, "mark email outcome unknown", "event_id", ev.EventID, "order_id", ev.Order.OrderID, "err", merr)
 		}
 	}
 	return &resilience.HeldError{Remaining: c.rules.TTL, Err: err}

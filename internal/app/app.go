@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/orderpipe/orderpipe/events"
@@ -34,6 +35,7 @@ import (
 	"github.com/orderpipe/orderpipe/store"
 	"github.com/orderpipe/orderpipe/store/redisstore"
 	"github.com/orderpipe/orderpipe/topology"
+	"github.com/orderpipe/orderpipe/tracing"
 	"github.com/orderpipe/orderpipe/worker"
 )
 
@@ -80,6 +82,13 @@ type Config struct {
 	// stdout unless it names an Output. Its Handlers default to Handlers,
 	// its Logger to Logger.
 	EMF *emf.Config
+	// TracerProvider, if set, traces every message from its publisher's
+	// trace context through the runtime, each handler, its database, Redis
+	// and SMTP work, and the outbox relay's publishes; the log lines about
+	// a message then carry trace_id and span_id. Nil (the default): nothing
+	// is traced. cmd/worker builds it from the OTEL_* variables
+	// (tracing.Start); the tests pass one with an in-memory exporter.
+	TracerProvider trace.TracerProvider
 }
 
 // AWSConfig loads the default AWS configuration for region: the SDK reads
@@ -98,11 +107,22 @@ func AWSConfig(ctx context.Context, region string, optFns ...func(*awsconfig.Loa
 	return cfg, nil
 }
 
+// logger is Logger or slog.Default(), with the trace ids added to the lines
+// logged with a traced context when tracing is on.
+func (cfg Config) logger() *slog.Logger {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.TracerProvider != nil {
+		log = tracing.Logger(log)
+	}
+	return log
+}
+
 // Run runs the worker until ctx is cancelled, then drains and returns.
 func Run(ctx context.Context, cfg Config) error {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg.Logger = cfg.logger()
 	if len(cfg.Handlers) == 0 {
 		cfg.Handlers = cfg.Topology.Handlers()
 	}
@@ -124,7 +144,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	if !cfg.NoRelay {
-		pub, err := events.NewPublisher(snsc, events.PublisherConfig{TopicARN: ap.TopicARN})
+		pub, err := events.NewPublisher(snsc, events.PublisherConfig{TopicARN: ap.TopicARN, TracerProvider: cfg.TracerProvider})
 		if err != nil {
 			return err
 		}
@@ -196,9 +216,10 @@ type deps struct {
 // open connects to the database, Redis and SMTP (lazily: none of them needs
 // to be up).
 func open(ctx context.Context, cfg Config) (*deps, error) {
-	scfg, rcfg := cfg.Store, cfg.Redis
-	scfg.Logger, scfg.Metrics = cfg.Logger, cfg.Metrics
-	rcfg.Logger, rcfg.Metrics = cfg.Logger, cfg.Metrics
+	scfg, rcfg, mcfg := cfg.Store, cfg.Redis, cfg.SMTP
+	scfg.Logger, scfg.Metrics, scfg.TracerProvider = cfg.Logger, cfg.Metrics, cfg.TracerProvider
+	rcfg.Logger, rcfg.Metrics, rcfg.TracerProvider = cfg.Logger, cfg.Metrics, cfg.TracerProvider
+	mcfg.TracerProvider = cfg.TracerProvider
 	db, err := store.Open(ctx, scfg)
 	if err != nil {
 		return nil, err
@@ -208,7 +229,7 @@ func open(ctx context.Context, cfg Config) (*deps, error) {
 		d.close()
 		return nil, err
 	}
-	if d.mail, err = mailer.New(cfg.SMTP); err != nil {
+	if d.mail, err = mailer.New(mcfg); err != nil {
 		d.close()
 		return nil, err
 	}
@@ -235,20 +256,11 @@ func (d *deps) close() {
 // breakers of the dependencies its handler needs: messages wait in the queue
 // through an outage instead of burning receives on their way to the DLQ.
 func (d *deps) consumers(cfg Config, sqsc *sqs.Client, ap topology.Applied) ([]*worker.Consumer, error) {
-	hs, err := Handlers(Deps{
-		DB: d.db, Redis: d.redis, OutboxTopic: cfg.Topology.Topic, Sender: &breakerSender{b: d.smtp, next: d.mail},
-		Claim: cfg.EmailClaim(), Notification: cfg.Notification,
-		IdemLease: cfg.IdemLease, IdemRetention: cfg.IdemRetention, ProductCacheTTL: cfg.ProductCacheTTL,
-		Retry: cfg.Retry, Metrics: cfg.Metrics, Logger: cfg.Logger,
-	})
+	hs, err := d.handlers(cfg)
 	if err != nil {
 		return nil, err
 	}
-	gates := map[string]worker.Gate{
-		billing.Name:      d.db.Breaker(),
-		inventory.Name:    d.db.Breaker(),
-		notification.Name: resilience.All{d.db.Breaker(), d.smtp},
-	}
+	gates := d.gates()
 	var cs []*worker.Consumer
 	for _, name := range cfg.Handlers {
 		h, ok := hs[name]
@@ -262,7 +274,9 @@ func (d *deps) consumers(cfg Config, sqsc *sqs.Client, ap topology.Applied) ([]*
 		if cfg.Middleware != nil {
 			h = cfg.Middleware(q)(h)
 		}
-		c, err := newConsumer(sqsc, cfg.Consumer, q, h, gates[name], cfg.Metrics, cfg.Logger)
+		tmpl := cfg.Consumer
+		tmpl.TracerProvider = cfg.TracerProvider
+		c, err := newConsumer(sqsc, tmpl, q, h, gates[name], cfg.Metrics, cfg.Logger)
 		if err != nil {
 			return nil, err
 		}
@@ -271,16 +285,42 @@ func (d *deps) consumers(cfg Config, sqsc *sqs.Client, ap topology.Applied) ([]*
 	return cs, nil
 }
 
+// handlers are the three handlers on d, as Handlers wires them: the
+// worker's consumers and a function (function.go) run these.
+func (d *deps) handlers(cfg Config) (map[string]worker.Handler, error) {
+	return Handlers(Deps{
+		DB: d.db, Redis: d.redis, OutboxTopic: cfg.Topology.Topic, Sender: &breakerSender{b: d.smtp, next: d.mail},
+		Claim: cfg.EmailClaim(), Notification: cfg.Notification,
+		IdemLease: cfg.IdemLease, IdemRetention: cfg.IdemRetention, ProductCacheTTL: cfg.ProductCacheTTL,
+		Retry: cfg.Retry, Metrics: cfg.Metrics, Logger: cfg.Logger, TracerProvider: cfg.TracerProvider,
+	})
+}
+
+// gates are each handler's gate: the breakers of the dependencies it needs.
+func (d *deps) gates() map[string]worker.Gate {
+	return map[string]worker.Gate{
+		billing.Name:      d.db.Breaker(),
+		inventory.Name:    d.db.Breaker(),
+		notification.Name: resilience.All{d.db.Breaker(), d.smtp},
+	}
+}
+
 func newConsumer(client *sqs.Client, tmpl worker.Config, q topology.AppliedQueue, h worker.Handler, gate worker.Gate, m *metrics.Metrics, log *slog.Logger) (*worker.Consumer, error) {
+	return worker.New(client, h, consumerConfig(tmpl, q, gate, m, log))
+}
+
+// consumerConfig is tmpl completed for queue q: a consumer's, or a
+// function's batch (function.go).
+func consumerConfig(tmpl worker.Config, q topology.AppliedQueue, gate worker.Gate, m *metrics.Metrics, log *slog.Logger) worker.Config {
 	c := tmpl
 	c.Gate = gate
 	c.Observer = m.Consumer(q.Handler)
 	c.Name, c.QueueURL, c.DLQURL = q.Handler, q.URL, q.DLQURL
 	c.VisibilityTimeout = time.Duration(q.VisibilityTimeoutSeconds) * time.Second
 	// What a dead letter must keep to be understood and redriven.
-	c.DeadLetterKeepAttributes = []string{events.AttrEventType, events.AttrSchemaVersion, "traceparent"}
+	c.DeadLetterKeepAttributes = []string{events.AttrEventType, events.AttrSchemaVersion, events.AttrTraceParent, events.AttrTraceState}
 	c.Logger = log
-	return worker.New(client, h, c)
+	return c
 }
 
 // serveHTTP serves /metrics (Prometheus), /healthz (the process is alive)

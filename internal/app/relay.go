@@ -90,7 +90,8 @@ func relayOnce(ctx context.Context, outbox *store.Outbox, pub *events.Publisher,
 	raw := make([]events.RawMessage, len(msgs))
 	for i, m := range msgs {
 		ids[i] = m.ID
-		raw[i] = events.RawMessage{Body: m.Body, EventType: m.EventType, SchemaVersion: events.SchemaVersion}
+		raw[i] = events.RawMessage{Body: m.Body, EventType: m.EventType, SchemaVersion: events.SchemaVersion,
+			EventID: m.EventID, OrderID: m.OrderID, TraceContext: m.TraceContext()}
 	}
 	err = sns.Do(func() error {
 		pctx, cancel := context.WithTimeout(ctx, publishTimeout)

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/orderpipe/orderpipe/handlers"
 	"github.com/orderpipe/orderpipe/handlers/billing"
 	"github.com/orderpipe/orderpipe/handlers/inventory"
@@ -44,6 +46,9 @@ type Deps struct {
 	Retry   resilience.RetryBudget
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
+	// TracerProvider, if set, gives every handled event a span
+	// (handlers.Traced). Nil: nothing is traced.
+	TracerProvider trace.TracerProvider
 }
 
 // EventFuncs returns the three handlers on their own, by name: what the
@@ -67,8 +72,9 @@ func EventFuncs(d Deps) (map[string]handlers.EventFunc, error) {
 
 // Handlers returns each handler as the worker runs it, by name. The chain,
 // outermost first: decode and validate the body, and settle what the
-// error means (handlers.Adapt, the one place that decides); the Redis
-// idempotency fast path; the in-process retry of a blip; the handler.
+// error means (handlers.Adapt, the one place that decides); the handler's
+// span, when tracing (handlers.Traced); the Redis idempotency fast path;
+// the in-process retry of a blip; the handler.
 func Handlers(d Deps) (map[string]worker.Handler, error) {
 	d.Metrics = metrics.Or(d.Metrics)
 	if d.Logger == nil {
@@ -81,7 +87,8 @@ func Handlers(d Deps) (map[string]worker.Handler, error) {
 	keys := redisstore.NewKeys(d.Redis, d.IdemLease, d.IdemRetention)
 	hs := make(map[string]worker.Handler, len(fns))
 	for name, fn := range fns {
-		hs[name] = handlers.Adapt(handlers.Idempotent(keys, name, d.Logger, d.Metrics, handlers.Resilient(name, d.Retry, d.Metrics, fn)))
+		hs[name] = handlers.Adapt(handlers.Traced(d.TracerProvider, name,
+			handlers.Idempotent(keys, name, d.Logger, d.Metrics, handlers.Resilient(name, d.Retry, d.Metrics, fn))))
 	}
 	return hs, nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderpipe/orderpipe/metrics"
 	"github.com/orderpipe/orderpipe/resilience"
@@ -49,6 +50,9 @@ type Config struct {
 	// BreakerOpenFor is how long the breaker leaves Redis alone after three
 	// failures in a row. Defaults to BreakerOpenFor; tests shorten it.
 	BreakerOpenFor time.Duration
+	// TracerProvider, if set, traces the commands that run within a trace
+	// (trace.go). Nil: no hook is installed.
+	TracerProvider trace.TracerProvider
 }
 
 // Client defaults.
@@ -101,6 +105,9 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	// Redis before the breaker opens.
 	opt.MaxRetries, opt.DialerRetries, opt.DialerRetryTimeout = -1, 1, time.Millisecond
 	r := &Client{rdb: redis.NewClient(opt), prefix: cfg.KeyPrefix, metrics: metrics.Or(cfg.Metrics)}
+	if cfg.TracerProvider != nil {
+		r.rdb.AddHook(traceHook{tracer: cfg.TracerProvider.Tracer(tracerName)})
+	}
 	r.br = resilience.NewBreaker(ctx, resilience.BreakerConfig{
 		Name: "redis", Failures: 3, OpenFor: cfg.BreakerOpenFor, Logger: log, Metrics: r.metrics,
 		Effect: "idempotency keys and product cache bypassed, the database decides alone (slower, still exactly once)",

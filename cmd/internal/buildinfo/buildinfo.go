@@ -25,6 +25,18 @@ func String(prog, stamped string) string {
 	return format(prog, stamped, bi)
 }
 
+// Version is the version String prints first: the stamped one, or else the
+// module version Go recorded.
+func Version(stamped string) string {
+	if stamped != "" {
+		return stamped
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return orUnknown(bi.Main.Version)
+	}
+	return Unknown
+}
+
 // format is String with the build information given; bi may be nil.
 func format(prog, stamped string, bi *debug.BuildInfo) string {
 	module, modVersion, goVersion := Unknown, Unknown, Unknown

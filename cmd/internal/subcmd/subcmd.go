@@ -18,12 +18,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderpipe/orderpipe/cmd/internal/buildinfo"
 	"github.com/orderpipe/orderpipe/cmd/internal/env"
 	"github.com/orderpipe/orderpipe/events"
 	"github.com/orderpipe/orderpipe/store/redisstore"
 	"github.com/orderpipe/orderpipe/topology"
+	"github.com/orderpipe/orderpipe/tracing"
 )
 
 // Base is what every subcommand gets: the configuration shared with the
@@ -32,6 +34,10 @@ type Base struct {
 	Common env.Common
 	Out    io.Writer
 	Log    *slog.Logger
+	// TracerProvider traces what Publisher publishes when the OTEL_*
+	// variables turn tracing on (nil otherwise): each order a trace that
+	// the worker continues.
+	TracerProvider trace.TracerProvider
 }
 
 // Command is one subcommand of a program whose commands take a C.
@@ -65,7 +71,9 @@ func (p Program[C]) run(args []string, stdout, stderr io.Writer) int {
 	}
 	e := env.New(nil)
 	base := Base{Common: env.LoadCommon(e), Out: stdout, Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	tcfg := env.LoadTracing(e, p.Name, buildinfo.Version(p.Version))
 	redisstore.RouteRedisLog(base.Log)
+	tracing.RouteErrors(base.Log)
 	if len(args) < 1 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		p.usage(stderr, e)
 		return 2
@@ -74,6 +82,14 @@ func (p Program[C]) run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: %v\n", p.Name, err)
 		return 2
 	}
+	tcfg.Logger = base.Log
+	tp, stopTracing, err := tracing.Start(tcfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", p.Name, err)
+		return 2
+	}
+	defer stopTracing() // what was published is traced to the end, within tracing.ShutdownTimeout
+	base.TracerProvider = tp
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	for _, cmd := range p.Commands {
@@ -123,5 +139,5 @@ func (b Base) Publisher(ctx context.Context) (*events.Publisher, error) {
 	if err != nil {
 		return nil, err
 	}
-	return events.NewPublisher(sns.NewFromConfig(cfg), events.PublisherConfig{TopicARN: ap.TopicARN})
+	return events.NewPublisher(sns.NewFromConfig(cfg), events.PublisherConfig{TopicARN: ap.TopicARN, TracerProvider: b.TracerProvider})
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/orderpipe/orderpipe/metrics/emf"
 	"github.com/orderpipe/orderpipe/store"
 	"github.com/orderpipe/orderpipe/store/redisstore"
+	"github.com/orderpipe/orderpipe/tracing"
 	"github.com/orderpipe/orderpipe/worker"
 )
 
@@ -32,6 +33,9 @@ type Config struct {
 	App app.Config
 	// Level is LOG_LEVEL's.
 	Level slog.Level
+	// Tracing is the OTEL_* variables' (off unless they turn it on); the
+	// caller starts it (tracing.Start) and puts the provider in App.
+	Tracing tracing.Config
 }
 
 // Load reads every variable through lookup. Errors are collected in the
@@ -70,8 +74,13 @@ func Load(lookup env.LookupFunc) *Config {
 	if err := level.UnmarshalText([]byte(strings.ToUpper(lv))); err != nil {
 		e.Failf("LOG_LEVEL", "%q is not one of debug, info, warn, error", lv)
 	}
-	return &Config{Env: e, Common: common, App: cfg, Level: level}
+	tr := env.LoadTracing(e, ServiceName, "")
+	return &Config{Env: e, Common: common, App: cfg, Level: level, Tracing: tr}
 }
+
+// ServiceName is the worker's service.name in its spans, unless
+// OTEL_SERVICE_NAME names another.
+const ServiceName = "orderpipe-worker"
 
 // loadEMF reads the EMF variables (all three, for Usage, whether it is on
 // or not) and returns the emitter's configuration when METRICS_EMF is on.
@@ -111,6 +120,9 @@ func (c *Config) Check(ctx context.Context) error {
 	// Refuse a pool that would pin or break against the proxy, or send a
 	// credential where it could be read.
 	if _, err := store.PoolConfig(c.App.Store); err != nil {
+		return err
+	}
+	if err := c.Tracing.Validate(); err != nil {
 		return err
 	}
 	// Refuse an email claim a live sender could lose.
