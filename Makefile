@@ -11,13 +11,18 @@ GOLANGCI_LINT_VERSION := v2.15.0
 STATE_DIR     := $(or $(ORDERPIPE_STATE_DIR),$(CURDIR)/.stack)
 GOLANGCI_LINT := $(STATE_DIR)/bin/golangci-lint
 
-.PHONY: help up down status demo test test-unit build fuzz lint clean drill bench soak bench-go
+.PHONY: help up down status demo test test-unit build lambda fuzz lint clean drill bench soak bench-go
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 build: ## build bin/worker, bin/orderctl (shipped) and bin/orderbench (bench, loadgen, drill; not shipped)
 	$(GO) build -ldflags="-X main.version=$(VERSION)" -o bin/ ./cmd/worker ./cmd/orderctl ./cmd/orderbench
+
+lambda: ## build the AWS Lambda function (provided.al2023, x86_64): bin/lambda/bootstrap and bin/lambda/bootstrap.zip, functions.yaml's CodeS3Key
+	mkdir -p bin/lambda
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -tags lambda.norpc -trimpath -ldflags="-s -w -X main.version=$(VERSION)" -o bin/lambda/bootstrap ./cmd/lambda
+	cd bin/lambda && rm -f bootstrap.zip && python3 -c 'import zipfile; z = zipfile.ZipFile("bootstrap.zip", "w", zipfile.ZIP_DEFLATED); i = zipfile.ZipInfo("bootstrap"); i.external_attr = 0o755 << 16; z.writestr(i, open("bootstrap", "rb").read(), zipfile.ZIP_DEFLATED)'
 
 up: ## start the local stack (PgBouncer, SNS/SQS emulator, Mailpit, moto; PostgreSQL and Redis if down)
 	scripts/stack.sh up

@@ -131,12 +131,35 @@ func (s *Scope) call(fn string, arg any) (any, error) {
 		return s.split(arg)
 	case "Fn::If":
 		return s.ifFn(arg)
+	case "Fn::FindInMap":
+		return s.findInMap(arg)
 	case "Condition", "Fn::Equals", "Fn::Not", "Fn::And", "Fn::Or":
 		m := NewMap()
 		m.Set(fn, arg)
 		return s.condition(m)
 	}
 	return nil, fmt.Errorf("unsupported function %s", fn)
+}
+
+// findInMap is Fn::FindInMap [map, top-level key, second-level key].
+func (s *Scope) findInMap(arg any) (any, error) {
+	l, ok := arg.([]any)
+	if !ok || len(l) != 3 {
+		return nil, fmt.Errorf("Fn::FindInMap of %v", arg)
+	}
+	keys := make([]string, 3)
+	for i, v := range l {
+		k, err := s.EvalString(v)
+		if err != nil {
+			return nil, fmt.Errorf("Fn::FindInMap key %d: %w", i, err)
+		}
+		keys[i] = k
+	}
+	top := s.T.Mappings.Map(keys[0]).Map(keys[1])
+	if !top.Has(keys[2]) {
+		return nil, fmt.Errorf("Fn::FindInMap: mapping %s has no %s.%s", keys[0], keys[1], keys[2])
+	}
+	return s.Eval(top.Get(keys[2]))
 }
 
 func (s *Scope) ref(name string) (any, error) {

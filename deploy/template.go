@@ -44,6 +44,7 @@ func TemplateBody(name string) ([]byte, error) {
 type Template struct {
 	Name       string
 	Parameters *Map
+	Mappings   *Map
 	Conditions *Map
 	Resources  *Map
 	Outputs    *Map
@@ -78,6 +79,7 @@ func ParseTemplate(name string, text []byte) (*Template, error) {
 	t := &Template{
 		Name:       name,
 		Parameters: root.Map("Parameters"),
+		Mappings:   root.Map("Mappings"),
 		Conditions: root.Map("Conditions"),
 		Resources:  root.Map("Resources"),
 		Outputs:    root.Map("Outputs"),

@@ -14,6 +14,7 @@ import (
 	"github.com/orderpipe/orderpipe/events"
 	"github.com/orderpipe/orderpipe/metrics"
 	"github.com/orderpipe/orderpipe/resilience"
+	"github.com/orderpipe/orderpipe/worker"
 )
 
 // Outcome is what the idempotency keys say about one delivery.
@@ -93,7 +94,9 @@ func Idempotent(keys KeyStore, handler string, log *slog.Logger, m *metrics.Metr
 		stop()
 		// Bookkeeping after the effect must not inherit a cancelled context:
 		// the effect is committed (or not) either way.
-		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		dctx, stop := worker.Detached(ctx)
+		defer stop()
+		bctx, cancel := context.WithTimeout(dctx, time.Second)
 		defer cancel()
 		if err != nil {
 			if rerr := keys.Release(bctx, lease); rerr != nil {

@@ -154,6 +154,10 @@ func classifySQLState(code string) Failure {
 		return Failure{Class: Unavailable, Reason: "cannot_connect_now"}
 	case "53300":
 		return Failure{Class: Unavailable, Reason: "too_many_connections"}
+	case "28P01", "28000":
+		// The login refused: our credentials (a rotated password the
+		// pool has not read yet), not the message: wait for the fix.
+		return Failure{Class: Unavailable, Reason: "invalid_password"}
 	}
 	switch code[:2] {
 	case "08": // connection exception

@@ -36,6 +36,8 @@ func TestClassify(t *testing.T) {
 		{"crash shutdown", pg("57P02"), Unavailable, "crash_shutdown", true},
 		{"starting up", pg("57P03"), Unavailable, "cannot_connect_now", false},
 		{"too many connections", pg("53300"), Unavailable, "too_many_connections", false},
+		{"password refused (rotated)", pg("28P01"), Unavailable, "invalid_password", false},
+		{"login refused", pg("28000"), Unavailable, "invalid_password", false},
 		{"connection failure", pg("08006"), Unavailable, "connection_exception", true},
 		{"disk full", pg("53100"), Unavailable, "server_resources", false},
 		{"unique violation", pg("23505"), Permanent, "constraint_violation", false},

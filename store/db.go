@@ -73,6 +73,11 @@ type Config struct {
 	// (the token is a credential), no password in the URL, and a token
 	// source for the URL's host, port and user (IAMTarget).
 	IAM *IAMTokens
+	// Secret, when set, gives every new connection the user and password
+	// of a Secrets Manager secret (secret.go): cached, and read again when
+	// the database refuses them. Not with IAM, nor with a password from
+	// the URL.
+	Secret *SecretCredentials
 	// Logger receives the database breaker's transitions and pool resets.
 	// Defaults to slog.Default().
 	Logger *slog.Logger
@@ -130,6 +135,10 @@ func (cfg *Config) check(cc *pgconn.Config) error {
 		return fmt.Errorf("store: DB_STATEMENT_MODE=%s caches named prepared statements, which PgBouncer in transaction mode hands to other server connections; use exec or simple_protocol", cfg.StatementMode)
 	case cfg.Proxy == ProxyRDS && !verifiesServer(cc):
 		return fmt.Errorf("store: DB_PROXY=rds-proxy needs TLS that verifies the server's certificate and host name (sslmode=verify-full: the default behind rds-proxy, against the system roots or DB_TLS_CA_FILE); DATABASE_URL (with PGSSLMODE and the like) gives %s", describeTLS(cc))
+	case cfg.Secret != nil && cfg.IAM != nil:
+		return errors.New("store: DB_SECRET_ID and DB_IAM_AUTH both supply the login: use one or the other")
+	case cfg.Secret != nil && cc.Password != "":
+		return errors.New("store: DB_SECRET_ID supplies the password and DATABASE_URL (or PGPASSWORD, or a passfile) supplies one too: use one or the other")
 	case cfg.IAM != nil && cc.Password != "":
 		return errors.New("store: DB_IAM_AUTH is on and DATABASE_URL (or PGPASSWORD, or a passfile) supplies a password: use one or the other")
 	case cfg.IAM != nil && !verifiesServer(cc):
@@ -158,6 +167,7 @@ type DB struct {
 	metrics   *metrics.Metrics
 	lastReset atomic.Int64 // unix nanos
 	timeout   time.Duration
+	secret    *SecretCredentials // nil: the URL's login
 }
 
 // Database breaker settings: five unavailable failures in a row open it;
@@ -184,7 +194,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	db := &DB{pool: pool, log: log, metrics: metrics.Or(cfg.Metrics), timeout: orDefault(cfg.QueryTimeout, QueryTimeoutDefault)}
+	db := &DB{pool: pool, log: log, metrics: metrics.Or(cfg.Metrics), timeout: orDefault(cfg.QueryTimeout, QueryTimeoutDefault), secret: cfg.Secret}
 	db.breaker = resilience.NewBreaker(ctx, resilience.BreakerConfig{
 		Name: "database", Failures: DBBreakerFailures, OpenFor: DBBreakerOpenFor,
 		Probe: db.probeWritable, Logger: log, Metrics: db.metrics,
@@ -234,6 +244,7 @@ func PoolConfig(cfg Config) (*pgxpool.Config, error) {
 		pc.ConnConfig.ConnectTimeout = orDefault(cfg.ConnectTimeout, ConnectTimeoutDefault)
 	}
 	pc.ConnConfig.Tracer = queryTracer(cfg.TracerProvider)
+	pc.BeforeConnect = cfg.Secret.beforeConnectHook() // nil without a secret
 	if cfg.IAM != nil {
 		tokens := cfg.IAM
 		pc.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
@@ -307,6 +318,7 @@ func (db *DB) run(ctx context.Context, fn func(ctx context.Context, conn *pgxpoo
 		if f := resilience.Classify(err); f.Failover {
 			db.resetPool(f.Reason)
 		}
+		db.refused(ctx, err)
 	}
 	return err
 }
@@ -336,6 +348,7 @@ func (db *DB) probeWritable(ctx context.Context) error {
 		if f := resilience.Classify(err); f.Failover {
 			db.resetPool(f.Reason)
 		}
+		db.refused(ctx, err)
 		return fmt.Errorf("probe: %w", err)
 	}
 	if recovery {

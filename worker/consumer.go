@@ -152,6 +152,7 @@ type Consumer struct {
 	dlqNames  DLQAttributeNames
 	tracer    trace.Tracer // nil: tracing off
 	queueName string
+	onDone    func(*Message) // set in a Batch, whose receiver deletes (batch.go)
 }
 
 // New returns a Consumer for cfg.QueueURL that runs h for each message.
@@ -417,7 +418,7 @@ func (c *Consumer) process(ctx context.Context, m *Message) {
 	case err == nil:
 		outcome, spanOutcome = "ok", "ok"
 		obs.Processed()
-		c.deleter.add(m.receipt)
+		c.ack(m)
 	case errors.Is(context.Cause(ctx), ErrShutdownTimeout):
 		// Shutdown cut the handler short: not the message's fault, whatever
 		// it returned (and ctx can carry no call now). Leave it to be

@@ -104,7 +104,7 @@ func (c *Consumer) deadLetter(ctx context.Context, m *Message, reason string, ca
 	}
 	c.cfg.Observer.DeadLettered(reason)
 	log.Warn("message dead-lettered", "reason", reason, "err", cause, "folded_attributes", folded)
-	c.deleter.add(m.receipt)
+	c.ack(m)
 }
 
 func (c *Consumer) sendToDLQ(ctx context.Context, m *Message, attrs map[string]sqstypes.MessageAttributeValue) error {

@@ -234,7 +234,9 @@ func (c *Courier) keepClaim(ctx context.Context, ev events.Event, token, cause s
 	c.log.WarnContext(ctx, "email may be out but is not recorded; its claim is kept until it runs out, then a later delivery sends it again",
 		"event_id", ev.EventID, "order_id", ev.Order.OrderID, "cause", cause, "err", err)
 	if cause == "outcome_unknown" {
-		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.rules.AbandonFor)
+		dctx, stop := worker.Detached(ctx)
+		defer stop()
+		mctx, cancel := context.WithTimeout(dctx, c.rules.AbandonFor)
 		defer cancel()
 		if merr := c.store.MarkUnknown(mctx, ev, token); merr != nil {
 			c.log.DebugContext(ctx, "mark email outcome unknown", "event_id", ev.EventID, "order_id", ev.Order.OrderID, "err", merr)
@@ -245,9 +247,12 @@ func (c *Courier) keepClaim(ctx context.Context, ev events.Event, token, cause s
 
 // record records an accepted email, retrying every failure (an open
 // breaker included) with backoff from 100 ms to 2 s for up to RecordFor,
-// even if ctx is cancelled meanwhile (the email is out either way).
+// even if ctx is cancelled meanwhile (the email is out either way) — but,
+// in a Lambda function, not past the invocation (worker.Detached).
 func (c *Courier) record(ctx context.Context, ev events.Event) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.rules.RecordFor)
+	dctx, stop := worker.Detached(ctx)
+	defer stop()
+	ctx, cancel := context.WithTimeout(dctx, c.rules.RecordFor)
 	defer cancel()
 	if err := retry.Do(ctx, retry.Policy{}, nil, func(ctx context.Context) error { return c.store.Record(ctx, ev) }); err != nil {
 		return fmt.Errorf("%w: %w", errUnrecorded, err)
@@ -259,7 +264,9 @@ func (c *Courier) record(ctx context.Context, ev events.Event) error {
 // through a database blip for up to AbandonFor, so the message's retry finds
 // the claim free instead of waiting out the lease.
 func (c *Courier) abandon(ctx context.Context, ev events.Event) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.rules.AbandonFor)
+	dctx, stop := worker.Detached(ctx)
+	defer stop()
+	ctx, cancel := context.WithTimeout(dctx, c.rules.AbandonFor)
 	defer cancel()
 	return retry.Do(ctx, retry.Policy{}, nil, func(ctx context.Context) error { return c.store.Abandon(ctx, ev) })
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/orderpipe/orderpipe/internal/app"
 	"github.com/orderpipe/orderpipe/store"
@@ -22,7 +23,10 @@ type Common struct {
 	Prefix  string
 	Store   store.Config
 	IAMAuth bool
-	Redis   redisstore.Config
+	// SecretID is DB_SECRET_ID: the Secrets Manager secret the database
+	// login comes from, or empty.
+	SecretID string
+	Redis    redisstore.Config
 }
 
 // LoadCommon reads the shared variables.
@@ -47,6 +51,11 @@ func LoadCommon(e *Env) Common {
 		TLSCAFile:          e.String("DB_TLS_CA_FILE", "", "PEM CA bundle to verify the server with (optional: behind rds-proxy the system roots are the default); sets sslmode=verify-full unless the URL names a mode"),
 	}
 	c.IAMAuth = e.Bool("DB_IAM_AUTH", false, "authenticate with RDS IAM tokens (from the AWS credential chain) instead of a password; needs verify-full TLS")
+	c.SecretID = e.String("DB_SECRET_ID", "", "name or ARN of a Secrets Manager secret in the RDS format: the database user and password come from its username and password (DATABASE_URL's user is replaced), cached, and read again when the database refuses them (a rotation); not with DB_IAM_AUTH")
+	e.ReadBySDK("AWS_ENDPOINT_URL_SECRETS_MANAGER", "read by the AWS SDK: the Secrets Manager endpoint (moto's server in the tests); unset, AWS_ENDPOINT_URL or AWS's own")
+	if c.SecretID != "" && c.IAMAuth {
+		e.Failf("DB_SECRET_ID", "is set and so is DB_IAM_AUTH: the login comes from one or the other")
+	}
 	c.Redis = redisstore.Config{
 		URL:       e.URL("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis for idempotency keys and the product cache (rediss:// for TLS)"),
 		KeyPrefix: e.String("REDIS_KEY_PREFIX", redisstore.KeyPrefixDefault, "namespace of every Redis key, to share a server between deployments"),
@@ -70,10 +79,18 @@ func (c Common) AWS(ctx context.Context) (aws.Config, error) {
 
 // StoreConfig is the pool configuration, with an IAM token source when
 // DB_IAM_AUTH is on: signed with the AWS credential chain for the host,
-// port and user pgx reads from DATABASE_URL. Building it retrieves no
-// credentials.
+// port and user pgx reads from DATABASE_URL; or with the credentials of
+// the DB_SECRET_ID secret. Building it retrieves no credentials and reads
+// no secret.
 func (c Common) StoreConfig(ctx context.Context) (store.Config, error) {
 	cfg := c.Store
+	if c.SecretID != "" {
+		awsCfg, err := c.AWS(ctx)
+		if err != nil {
+			return cfg, fmt.Errorf("DB_SECRET_ID: %w", err)
+		}
+		cfg.Secret = store.NewSecretCredentials(secretsmanager.NewFromConfig(awsCfg), c.SecretID)
+	}
 	if !c.IAMAuth {
 		return cfg, nil
 	}
