@@ -203,6 +203,13 @@ func TestAlarmsWatchEverySignal(t *testing.T) {
 			t.Errorf("%s: want any one minute of five, missing data not breaching", a.logical)
 		}
 	})
+	t.Run("retention maintenance stopped", func(t *testing.T) {
+		a := find(t, pub.emfNamespace, emf.MaintenanceAge, map[string]string{})
+		expect(t, a, "Minimum", "GreaterThanThreshold", "7200", "300", "3")
+		if a.props.String("TreatMissingData") != "breaching" {
+			t.Errorf("%s: missing data %q, want breaching (no worker has seen a run)", a.logical, a.props.String("TreatMissingData"))
+		}
+	})
 	t.Run("task count at maximum", func(t *testing.T) {
 		a := find(t, "ECS/ContainerInsights", "DesiredTaskCount", map[string]string{"ClusterName": pub.cluster, "ServiceName": pub.service})
 		expect(t, a, "Maximum", "GreaterThanOrEqualToThreshold", `{"Ref":"MaxTasks"}`, "60", "5")
@@ -234,8 +241,9 @@ func TestAlarmEmailSubscribesToTheTopic(t *testing.T) {
 
 // TestDashboardShowsEverySignalPerHandler: a row per handler with its
 // backlog, oldest message, DLQ depth and latency p50/p99; the breakers,
-// duplicate risk, tasks and backlog per task above; the alarms' states at
-// the top. Every metric is one the stack publishes, and no two widgets
+// duplicate risk, tasks and backlog per task above; the retention (time
+// since its last run, the retained tables' rows and sizes) below; the
+// alarms' states at the top. Every metric is one the stack publishes, and no two widgets
 // overlap on the 24-column grid.
 func TestDashboardShowsEverySignalPerHandler(t *testing.T) {
 	_, pipe := sample(t)
@@ -316,6 +324,13 @@ func TestDashboardShowsEverySignalPerHandler(t *testing.T) {
 	})
 	t.Run("email duplicate risk", func(t *testing.T) {
 		expect(t, emfMetric(emf.EmailDuplicateRisk, map[string]string{}), "Sum")
+	})
+	t.Run("retention", func(t *testing.T) {
+		expect(t, emfMetric(emf.MaintenanceAge, map[string]string{}), "Minimum")
+		for _, table := range []string{"processed_events", "notifications", "outbox"} {
+			expect(t, emfMetric(emf.TableRows, map[string]string{emf.DimTable: table}))
+			expect(t, emfMetric(emf.TableBytes, map[string]string{emf.DimTable: table}))
+		}
 	})
 	t.Run("tasks", func(t *testing.T) {
 		ecs := map[string]string{"ClusterName": pub.cluster, "ServiceName": pub.service}

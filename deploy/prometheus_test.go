@@ -194,7 +194,7 @@ func TestPrometheusAlertRules(t *testing.T) {
 		}
 	}
 	// The signals of the CloudWatch alarms the worker's metrics can show.
-	for _, want := range []string{"OrderpipeDatabaseBreakerOpen", "OrderpipeEmailDuplicateRisk", "OrderpipeMessagesDeadLettered", "OrderpipeHandlerLatencyHigh", "OrderpipeNotProgressing"} {
+	for _, want := range []string{"OrderpipeDatabaseBreakerOpen", "OrderpipeEmailDuplicateRisk", "OrderpipeMessagesDeadLettered", "OrderpipeHandlerLatencyHigh", "OrderpipeNotProgressing", "OrderpipeMaintenanceStopped"} {
 		if !slices.ContainsFunc(rules, func(r alertRule) bool { return r.Alert == want }) {
 			t.Errorf("no alert %s", want)
 		}
@@ -321,6 +321,9 @@ func TestGrafanaDashboard(t *testing.T) {
 		`handler latency histogram_quantile(0.99, sum by (le) (rate(orderpipe_handler_duration_seconds_bucket{handler=""}[5m])))`,
 		`Breakers (0 closed, 1 half-open, 2 open) max by (breaker) (orderpipe_breaker_state)`,
 		`Email duplicate risk sum by (cause) (increase(orderpipe_email_duplicate_risk_total[5m]))`,
+		`Retention: time since the last successful run time() - max(orderpipe_maintenance_last_success_timestamp_seconds)`,
+		`Retained tables: rows (estimated) max by (table) (orderpipe_table_rows)`,
+		`Retained tables: size on disk max by (table) (orderpipe_table_bytes)`,
 		Metric{Namespace: "ECS/ContainerInsights", Name: "RunningTaskCount", Dimensions: map[string]string{"ClusterName": pub.cluster, "ServiceName": pub.service}}.String(),
 	} {
 		if !shown[want] {

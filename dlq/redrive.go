@@ -55,6 +55,15 @@ type RedriveConfig struct {
 	// SentTimestamps are compared with. Defaults to time.Now. (Timeout is
 	// measured on the monotonic clock.)
 	NowFunc func() time.Time
+	// NotBefore, if set, refuses the letters whose event is older
+	// (Letter.EventTime): they stay in the DLQ, are counted in
+	// RedriveResult.Refused and passed to RefusedFunc. orderctl sets it
+	// from LEDGER_RETENTION: the copy of an event that old could reach a
+	// handler after the event's ledger rows were removed, and be applied
+	// again.
+	NotBefore time.Time
+	// RefusedFunc, if set, is called with each letter NotBefore refused.
+	RefusedFunc func(Refusal)
 }
 
 func (c *RedriveConfig) setDefaults() {
@@ -102,6 +111,9 @@ type RedriveResult struct {
 	// Stopped is StoppedMax or StoppedBound when the redrive ended for that
 	// reason, else empty.
 	Stopped string
+	// Refused counts the matching letters left in the DLQ because their
+	// event is older than RedriveConfig.NotBefore.
+	Refused int
 }
 
 // Redrive sends the DLQ's messages that match back to sourceURL, within
@@ -143,6 +155,13 @@ func RedriveWith(ctx context.Context, client SQSAPI, cfg RedriveConfig) (Redrive
 		if l.SentAt.After(cutoff) {
 			res.Newer++
 			return false, false, nil
+		}
+		if id, at := l.EventTime(); !cfg.NotBefore.IsZero() && at.Before(cfg.NotBefore) {
+			res.Refused++
+			if cfg.RefusedFunc != nil {
+				cfg.RefusedFunc(Refusal{ID: l.ID, EventID: id, At: at})
+			}
+			return false, cfg.Max == 1, nil // a redrive of one letter (by id) found it
 		}
 		newID, consumed, err := sendBack(ctx, client, cfg, l)
 		if err != nil {

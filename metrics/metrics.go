@@ -65,6 +65,23 @@ type Metrics struct {
 	// again later).
 	OutboxPublished       prometheus.Counter
 	OutboxPublishFailures prometheus.Counter
+
+	// The retention maintenance (internal/app's maintenance loop; README
+	// "Retention"). MaintenanceRuns counts this process's runs by result
+	// (ok, failed); MaintenanceRemoved the rows they removed, by table;
+	// MaintenanceBatch each removal batch's duration, which is how long its
+	// row locks were held.
+	MaintenanceRuns    *prometheus.CounterVec // result
+	MaintenanceRemoved *prometheus.CounterVec // table
+	MaintenanceBatch   prometheus.Histogram
+	// MaintenanceLastSuccess is when the last successful run of any
+	// process ended (the maintenance table), in Unix seconds: the same on
+	// every worker, read at every check. Not set until first read.
+	MaintenanceLastSuccess prometheus.Gauge
+	// TableRows and TableBytes are the retained tables' (ledger, claims,
+	// outbox) estimated rows and bytes on disk, read at every check.
+	TableRows  *prometheus.GaugeVec // table
+	TableBytes *prometheus.GaugeVec // table
 }
 
 // New returns a set of metrics on a registry of its own.
@@ -90,7 +107,7 @@ func New() *Metrics {
 		Help:    "Time from the start of a message's handler to its settlement, by handler and outcome (ok, retry, dead_letter).",
 		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"handler", "outcome"})
 	reg.MustRegister(duration)
-	return &Metrics{
+	m := &Metrics{
 		Registry:             reg,
 		MessagesReceived:     counterVec("orderpipe_messages_received_total", "Messages received from SQS, by handler.", "handler"),
 		MessagesProcessed:    counterVec("orderpipe_messages_processed_total", "Messages handled successfully and deleted, by handler.", "handler"),
@@ -118,7 +135,28 @@ func New() *Metrics {
 			"Events published from the transactional outbox (inventory's out-of-stock cancellations)."),
 		OutboxPublishFailures: counter("orderpipe_outbox_publish_failures_total",
 			"Outbox batches the relay failed to publish (SNS down, throttling, timeout); they are published again later."),
+		MaintenanceRuns: counterVec("orderpipe_maintenance_runs_total",
+			"Retention runs this worker made (it held the maintenance lease), by result (ok, failed).", "result"),
+		MaintenanceRemoved: counterVec("orderpipe_maintenance_removed_rows_total",
+			"Rows this worker's retention runs removed, by table (processed_events, notifications, outbox).", "table"),
+		TableRows: gaugeVec("orderpipe_table_rows",
+			"Estimated rows of the retained tables (processed_events, notifications, outbox), by table.", "table"),
+		TableBytes: gaugeVec("orderpipe_table_bytes",
+			"On-disk size of the retained tables, indexes and TOAST included, by table.", "table"),
 	}
+	m.MaintenanceBatch, m.MaintenanceLastSuccess = maintenanceMetrics(reg)
+	return m
+}
+
+// maintenanceMetrics registers the retention's histogram and gauge.
+func maintenanceMetrics(reg *prometheus.Registry) (prometheus.Histogram, prometheus.Gauge) {
+	batch := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "orderpipe_maintenance_batch_seconds",
+		Help:    "Duration of each retention batch (one DELETE statement): how long its row locks were held.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5}})
+	lastSuccess := prometheus.NewGauge(prometheus.GaugeOpts{Name: "orderpipe_maintenance_last_success_timestamp_seconds",
+		Help: "End of the last successful retention run of any worker (the maintenance table), in Unix seconds."})
+	reg.MustRegister(batch, lastSuccess)
+	return batch, lastSuccess
 }
 
 // Or returns m, or a fresh set when m is nil: for components built without

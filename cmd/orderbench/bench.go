@@ -57,6 +57,7 @@ type benchFlags struct {
 	maxD, ceilingD, naiveD, latencyD, profileD, soak time.Duration
 	halfRate                                         float64
 	messages, raw, backlog                           int
+	ledgerDays, ledgerPerDay                         int
 }
 
 func (f *benchFlags) parse(args []string) error {
@@ -72,6 +73,8 @@ func (f *benchFlags) parse(args []string) error {
 	fs.IntVar(&f.messages, "runtime-messages", 0, "backlog the runtime phase drains (default 50000)")
 	fs.IntVar(&f.raw, "raw-concurrency", 0, "receive/delete loops of the emulator's raw ceiling (default 8)")
 	fs.IntVar(&f.backlog, "backlog", 0, "visible messages per queue while the pipeline is saturated (default 500)")
+	fs.IntVar(&f.ledgerDays, "ledger-days", bench.LedgerDaysDefault, "the ledger phase's fill: days of orders within the retention (plus one past it), at --ledger-per-day; at least 15")
+	fs.IntVar(&f.ledgerPerDay, "ledger-per-day", bench.LedgerOrdersPerDayDefault, "the ledger phase's orders a day (three ledger rows each)")
 	fs.StringVar(&f.profile, "profile", "auto", "CPU profile of the worker: auto (when a target is missed), always, never")
 	fs.StringVar(&f.out, "out", ".stack/bench", "directory for bench.json, bench.md, bench.png, logs and the profile")
 	fs.StringVar(&f.network, "network", bench.NetworkLoopback, "network profiles to run, comma-separated, in order: loopback (the local stack as it is), cloud (toxiproxy latency as in one AWS region: 10 ms per SQS/SNS call, 1 ms per database and 0.5 ms per Redis round trip, 20 ms per SMTP reply; max, ceiling and naive runs only)")
@@ -93,6 +96,7 @@ func (f *benchFlags) apply(cfg *bench.Config) error {
 	cfg.MaxDuration, cfg.CeilingDuration, cfg.NaiveDuration, cfg.LatencyDuration, cfg.ProfileDuration = f.maxD, f.ceilingD, f.naiveD, f.latencyD, f.profileD
 	cfg.Soak, cfg.HalfRate, cfg.RuntimeMessages, cfg.RawConcurrency, cfg.Backlog = f.soak, f.halfRate, f.messages, f.raw, f.backlog
 	cfg.Profile, cfg.OutDir = f.profile, f.out
+	cfg.LedgerDays, cfg.LedgerOrdersPerDay = f.ledgerDays, f.ledgerPerDay
 	cfg.StateDir = envOr("ORDERPIPE_STATE_DIR", ".stack")
 	if f.phases != "" {
 		cfg.Phases = strings.Split(f.phases, ",")

@@ -33,6 +33,7 @@ func dlqCmd(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	o.retention, o.window = c.Common.Retention, c.Common.Topology().RedriveWindow(c.Common.Retention)
 	return runDLQ(ctx, sqs.NewFromConfig(cfg), ap, c.Out, o)
 }
 
@@ -46,6 +47,10 @@ type dlqOptions struct {
 	all     bool
 	limit   int
 	timeout time.Duration
+	// retention is LEDGER_RETENTION, and window how old an event may be
+	// for its redrive to be safe under it (topology.RedriveWindow); 0: no
+	// check.
+	retention, window time.Duration
 }
 
 func parseDLQ(args []string) (dlqOptions, error) {
@@ -156,12 +161,22 @@ func showDLQ(ctx context.Context, client dlq.SQSAPI, queues []topology.AppliedQu
 func redriveDLQ(ctx context.Context, client dlq.SQSAPI, queues []topology.AppliedQueue, out io.Writer, o dlqOptions) error {
 	deadline := time.Now().Add(o.timeout)
 	total := 0
+	var refused []string
 	defer func() { fmt.Fprintf(out, "%d messages back in their queues\n", total) }()
+	var notBefore time.Time
+	if o.window > 0 {
+		notBefore = time.Now().Add(-o.window).UTC()
+	}
 	for _, q := range queues {
 		cfg := dlq.RedriveConfig{
-			DLQURL: q.DLQURL, SourceURL: q.URL, Timeout: time.Until(deadline),
+			DLQURL: q.DLQURL, SourceURL: q.URL, Timeout: time.Until(deadline), NotBefore: notBefore,
 			MatchFunc: func(l dlq.Letter) bool {
 				return (o.id == "" || l.ID == o.id) && (o.reason == "" || l.Reason == o.reason)
+			},
+			RefusedFunc: func(r dlq.Refusal) {
+				line := refusalLine(q.Handler, r, o, notBefore)
+				refused = append(refused, line)
+				fmt.Fprintln(out, line)
 			},
 			RedrivenFunc: func(l dlq.Letter, newID string) {
 				fmt.Fprintf(out, "%-12s  %s  %-26s  sent back as %s\n", q.Handler, dlq.Printable(l.ID), dlq.Printable(l.Reason), dlq.Printable(newID))
@@ -181,9 +196,12 @@ func redriveDLQ(ctx context.Context, client dlq.SQSAPI, queues []topology.Applie
 			return fmt.Errorf("redrive %s DLQ: %w", q.Handler, err)
 		case res.Stopped == dlq.StoppedBound:
 			return fmt.Errorf("redrive %s DLQ: stopped after %d, the most one run sends back (its depth at the start, %d, plus a margin); are the clocks of this host and SQS apart?", q.Handler, res.Redriven, res.AtStart)
-		case o.id != "" && res.Redriven == 1:
-			return nil
+		case o.id != "" && res.Redriven+res.Refused == 1:
+			return refusedErr(refused)
 		}
+	}
+	if err := refusedErr(refused); err != nil {
+		return err
 	}
 	if o.id != "" {
 		return fmt.Errorf("no dead-lettered message %s", o.id)
@@ -191,8 +209,32 @@ func redriveDLQ(ctx context.Context, client dlq.SQSAPI, queues []topology.Applie
 	return nil
 }
 
+// refusalLine names a dead letter the redrive refused, with its event's
+// date and why.
+func refusalLine(handler string, r dlq.Refusal, o dlqOptions, notBefore time.Time) string {
+	event := ""
+	if r.EventID != "" {
+		event = " (event " + dlq.Printable(r.EventID) + ")"
+	}
+	return fmt.Sprintf("%-12s  %s%s  REFUSED: its event dates from %s; with LEDGER_RETENTION %s only events since %s may be redriven "+
+		"(the retention less the %s a redriven copy can wait in its queue, a day's margin included): its ledger rows may be gone "+
+		"by the time a worker takes the copy, which would be applied again. It stays in the DLQ",
+		handler, dlq.Printable(r.ID), event, r.At.Format(time.RFC3339), topology.FormatDays(o.retention),
+		notBefore.Format(time.RFC3339), topology.FormatDays(o.retention-o.window))
+}
+
+func refusedErr(refused []string) error {
+	if len(refused) == 0 {
+		return nil
+	}
+	return fmt.Errorf("refused %d dead letters older than the ledger's retention allows for a redrive (see above): handle them by hand, knowing they may have been applied already", len(refused))
+}
+
 func redriveSummary(handler string, res dlq.RedriveResult) string {
 	s := fmt.Sprintf("%s: %d redriven", handler, res.Redriven)
+	if res.Refused > 0 {
+		s += fmt.Sprintf("; %d refused (older than LEDGER_RETENTION allows) left in the DLQ", res.Refused)
+	}
 	if res.Newer > 0 {
 		s += fmt.Sprintf("; %d dead-lettered after the redrive began left in the DLQ", res.Newer)
 	}

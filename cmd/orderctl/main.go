@@ -26,6 +26,7 @@ var commands = []subcmd.Command[*cli]{
 	{Name: "product", Usage: "change a product's price (cents), stock or name: SKU [--price N] [--stock N] [--name S]", Run: product},
 	{Name: "dlq", Usage: "dead letters: list [--queue H] [--limit N], show ID [--queue H], redrive [--queue H] (--id ID | --reason R | --all) [--timeout D]", Run: dlqCmd},
 	{Name: "report", Usage: "print what the pipeline did (--json for one JSON object)", Run: report},
+	{Name: "maintain", Usage: "run the retention maintenance once now, as a worker would (--force even if not due; --json)", Run: maintainCmd},
 	{Name: "wait", Usage: "wait until N orders are fully handled and the queues are empty, then report", Run: wait},
 	{Name: "trace", Usage: "where an order's trace and log lines are: [--log-group NAME] ORDER_ID", Run: traceCmd},
 }

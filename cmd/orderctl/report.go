@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/orderpipe/orderpipe/internal/app"
 	"github.com/orderpipe/orderpipe/store"
 	"github.com/orderpipe/orderpipe/store/admin"
 	"github.com/orderpipe/orderpipe/topology"
@@ -24,6 +25,11 @@ type Report struct {
 
 	DLQ     int64 `json:"dlq"`     // messages in the three DLQs
 	Pending int64 `json:"pending"` // messages visible, in flight or delayed in the three queues
+
+	// Tables are the retained tables' sizes (ledger, email claims,
+	// outbox) and Maintenance the retention's last run.
+	Tables      []store.TableSize        `json:"tables"`
+	Maintenance *store.MaintenanceStatus `json:"maintenance,omitempty"`
 }
 
 func (c *cli) collect(ctx context.Context, db *store.DB, sqsc *sqs.Client, ap topology.Applied) (Report, error) {
@@ -34,6 +40,16 @@ func (c *cli) collect(ctx context.Context, db *store.DB, sqsc *sqs.Client, ap to
 	}
 	if r.OrderStates, err = admin.States(ctx, db, ""); err != nil {
 		return r, err
+	}
+	if r.Tables, err = db.TableSizes(ctx); err != nil {
+		return r, err
+	}
+	st, ran, err := store.NewMaintenance(db, app.MaintenanceTask).Status(ctx)
+	if err != nil {
+		return r, err
+	}
+	if ran {
+		r.Maintenance = &st
 	}
 	for _, q := range ap.Queues {
 		n, err := topology.Depth(ctx, sqsc, q.URL)
@@ -126,7 +142,11 @@ func (c *cli) print(rep Report, asJSON bool) error {
 	if err := w.Flush(); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
-	return nil
+	var st store.MaintenanceStatus
+	if rep.Maintenance != nil {
+		st = *rep.Maintenance
+	}
+	return printSizes(c.Out, rep.Tables, st)
 }
 
 func inconsistent(rep Report) string {

@@ -71,6 +71,9 @@ type Config struct {
 	// NoRelay turns the outbox relay off in this process (the tests that
 	// interrupt it).
 	NoRelay bool
+	// Maintenance is the retention of the ledger, the settled email claims
+	// and the sent outbox rows (maintenance.go); on unless Off.
+	Maintenance MaintenanceConfig
 	// MetricsAddr, if set, is where /metrics (Prometheus), /healthz and
 	// /readyz are served.
 	MetricsAddr string
@@ -152,6 +155,9 @@ func Run(ctx context.Context, cfg Config) error {
 		defer snsBreaker.Close()
 		outbox := store.NewOutbox(d.db, cfg.Topology.Topic)
 		g.Go(func() error { relay(gctx, outbox, pub, snsBreaker, cfg.Metrics, log); return nil })
+	}
+	if !cfg.Maintenance.Off {
+		g.Go(func() error { maintain(gctx, d.db, cfg.Maintenance, cfg.Topology, cfg.Metrics, log); return nil })
 	}
 	stopExport, err := exportMetrics(ctx, cfg, d)
 	if err != nil {

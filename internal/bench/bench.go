@@ -29,11 +29,12 @@ const (
 	PhaseLatency = "latency" // the pipeline at half the maximum rate
 	PhaseRuntime = "runtime" // worker.Consumer alone against the endpoint's raw ceiling
 	PhaseSoak    = "soak"    // the worker's memory at half the maximum rate, for Config.Soak
+	PhaseLedger  = "ledger"  // max and ceiling with the ledger empty, then pre-filled (Config.LedgerDays)
 	PhaseProfile = "profile" // a CPU profile of the worker under saturation
 )
 
 // AllPhases lists every phase in running order.
-var AllPhases = []string{PhaseMax, PhaseCeiling, PhaseMinimal, PhaseNaive, PhaseLatency, PhaseRuntime, PhaseSoak, PhaseProfile}
+var AllPhases = []string{PhaseMax, PhaseCeiling, PhaseMinimal, PhaseNaive, PhaseLatency, PhaseRuntime, PhaseSoak, PhaseLedger, PhaseProfile}
 
 // DefaultPhases is what `make bench` runs. The soak runs when Config.Soak
 // is set; the profile when a target is missed (Config.Profile "auto").
@@ -72,6 +73,12 @@ type Config struct {
 	RawConcurrency int
 	// Soak is the length of the soak; 0 skips it.
 	Soak time.Duration
+	// LedgerDays is the ledger phase's fill, in days of orders within the
+	// retention (its workers' LEDGER_RETENTION; one more day, past it, is
+	// generated for the retention to remove), at LedgerOrdersPerDay.
+	// Default to a year (LedgerDaysDefault) at 100,000 a day; at least 15,
+	// the shortest retention the worker accepts.
+	LedgerDays, LedgerOrdersPerDay int
 	// HalfRate is the offered load of the latency and soak phases; 0 takes
 	// half the maximum measured in this run, or in the last bench.json.
 	HalfRate float64
@@ -121,6 +128,8 @@ func (c *Config) setDefaults() {
 	defInt(&c.Backlog, 500)
 	defInt(&c.RuntimeMessages, 50_000)
 	defInt(&c.RawConcurrency, 8)
+	defInt(&c.LedgerDays, LedgerDaysDefault)
+	defInt(&c.LedgerOrdersPerDay, LedgerOrdersPerDayDefault)
 	if len(c.Phases) == 0 {
 		c.Phases = slices.Clone(DefaultPhases)
 		if c.Soak > 0 {
@@ -172,6 +181,8 @@ func (c *Config) Validate() error {
 		return errors.New("bench: Config.OutDir is required")
 	case c.Profile != "auto" && c.Profile != "always" && c.Profile != "never":
 		return fmt.Errorf("bench: Config.Profile %q: want auto, always or never", c.Profile)
+	case slices.Contains(c.Phases, PhaseLedger) && c.LedgerDays < 15:
+		return fmt.Errorf("bench: the ledger phase's fill of %d days is under 15, the shortest LEDGER_RETENTION the worker accepts", c.LedgerDays)
 	case slices.Contains(c.Phases, PhaseSoak) && c.Soak <= 0:
 		return errors.New("bench: the soak phase needs Config.Soak")
 	}
@@ -302,6 +313,8 @@ func (b *Bench) phase(ctx context.Context, p string) error {
 		b.logf("runtime: worker.Consumer %.0f msg/s, raw %.0f msg/s (%.2f)\n", rt.ConsumerRate, rt.RawRate, rt.Ratio())
 	case PhaseSoak:
 		err = b.soak(ctx)
+	case PhaseLedger:
+		err = b.ledger(ctx)
 	}
 	return err
 }

@@ -83,6 +83,9 @@ type Stack struct {
 	Store     *store.DB          // the benchmark database, direct, for migrations and resets
 	Redis     *redisstore.Client // under the benchmark's key prefix
 	Publisher *events.Publisher
+	// keepLedger, when set, is the order_id prefix of the ledger rows a
+	// reset keeps (the ledger phase's pre-filled rows).
+	keepLedger string
 }
 
 // OpenStack creates (once) and migrates the benchmark's database and applies
@@ -171,7 +174,7 @@ func (s *Stack) Close() {
 // run can exhaust) and the coupons, purges the queues, the Redis keys and
 // the benchmark's emails: every run starts from the same state.
 func (s *Stack) Reset(ctx context.Context) error {
-	if err := admin.Reset(ctx, s.Store, Products(), seed.Coupons); err != nil {
+	if err := admin.ResetKeepingLedger(ctx, s.Store, Products(), seed.Coupons, s.keepLedger); err != nil {
 		return err
 	}
 	if _, err := s.Direct.Exec(ctx, `VACUUM ANALYZE products, coupons, invoice_counter`); err != nil {

@@ -97,6 +97,7 @@ type Result struct {
 	Half               *RunResult     `json:"half_rate,omitempty"`
 	Runtime            *RuntimeResult `json:"runtime,omitempty"`
 	Soak               *SoakResult    `json:"soak,omitempty"`
+	Ledger             *LedgerResult  `json:"ledger,omitempty"`
 	Targets            []Target       `json:"targets"`
 	Profile            *Profile       `json:"profile,omitempty"`
 }
@@ -245,6 +246,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "\n%s; %d in flight per queue, %d database connections per process.\n", r.Machine, r.Settings.MaxInFlight, r.Settings.DBMaxConns)
 	r.writeHandlers(&b)
+	r.writeLedger(&b)
 	r.writeCost(&b)
 	r.writeCPU(&b)
 	if _, err := io.WriteString(w, b.String()); err != nil {

@@ -19,6 +19,9 @@
 //	BreakerState         Breaker     None          the breaker's state (0 closed, 1 half-open, 2 open) once a second
 //	EmailDuplicateRisk   Cause       Count         emails that may arrive twice, in the interval, by cause
 //	EmailDuplicateRisk   (none)      Count         the same, every cause; written every interval, zero or not
+//	MaintenanceAge       (none)      Seconds       time since the last successful retention run of any worker, once known
+//	TableRows            Table       Count         the retained table's estimated rows (ledger, claims, outbox)
+//	TableBytes           Table       Bytes         its size on disk, indexes included
 //
 // HandlerLatency comes from the orderpipe_handler_duration_seconds
 // histogram: for the n observations of an interval it writes min(n, 100)
@@ -70,6 +73,7 @@ const (
 	DimHandler = "Handler"
 	DimBreaker = "Breaker"
 	DimCause   = "Cause"
+	DimTable   = "Table"
 )
 
 // Metric names.
@@ -81,6 +85,9 @@ const (
 	HandlerLatency       = "HandlerLatency"
 	BreakerState         = "BreakerState"
 	EmailDuplicateRisk   = "EmailDuplicateRisk"
+	MaintenanceAge       = "MaintenanceAge"
+	TableRows            = "TableRows"
+	TableBytes           = "TableBytes"
 )
 
 // Series is one metric the emitter writes, with the dimension names it is
@@ -103,6 +110,9 @@ var Catalogue = []Series{
 	{BreakerState, []string{DimBreaker}, "None"},
 	{EmailDuplicateRisk, []string{DimCause}, "Count"},
 	{EmailDuplicateRisk, nil, "Count"},
+	{MaintenanceAge, nil, "Seconds"},
+	{TableRows, []string{DimTable}, "Count"},
+	{TableBytes, []string{DimTable}, "Bytes"},
 }
 
 // Config configures an Emitter.
@@ -383,7 +393,34 @@ func (e *Emitter) lines(ts time.Time) []*line {
 	}
 	l := newLine(ts, nil)
 	l.set(EmailDuplicateRisk, "Count", total)
-	return append(out, l)
+	return append(out, e.retentionLines(ts, l)...)
+}
+
+// retentionLines adds MaintenanceAge to the line without dimensions l,
+// once known, and returns it with a line per retained table. The
+// retention's figures are the fleet's (the maintenance table, read by
+// every worker): gauges, written as they stand at the write.
+func (e *Emitter) retentionLines(ts time.Time, l *line) []*line {
+	for _, g := range collect(e.m.MaintenanceLastSuccess) {
+		if last := g.GetGauge().GetValue(); last > 0 {
+			l.set(MaintenanceAge, "Seconds", math.Round(max(float64(e.cfg.NowFunc().UnixMilli())/1000-last, 0)))
+		}
+	}
+	out := []*line{l}
+	rows, bytes := map[string]float64{}, map[string]float64{}
+	for _, m := range collect(e.m.TableRows) {
+		rows[label(m, "table")] = m.GetGauge().GetValue()
+	}
+	for _, m := range collect(e.m.TableBytes) {
+		bytes[label(m, "table")] = m.GetGauge().GetValue()
+	}
+	for _, table := range sortedKeys(rows) {
+		l := newLine(ts, map[string]string{DimTable: table})
+		l.set(TableRows, "Count", rows[table])
+		l.set(TableBytes, "Bytes", bytes[table])
+		out = append(out, l)
+	}
+	return out
 }
 
 // deltas returns how much each of c's counters grew since the last write,

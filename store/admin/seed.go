@@ -23,9 +23,23 @@ func Seed(ctx context.Context, db *store.DB, products []catalog.Product, coupons
 // stock, prices and coupons back to the seed values. For demos and tests:
 // never run it against production.
 func Reset(ctx context.Context, db *store.DB, products []catalog.Product, coupons []catalog.Coupon) error {
+	return ResetKeepingLedger(ctx, db, products, coupons, "")
+}
+
+// ResetKeepingLedger is Reset that keeps the ledger rows whose order_id
+// starts with keep (a benchmark's pre-filled ledger: rows written straight
+// into the table, which a TRUNCATE would throw away); "" keeps none.
+func ResetKeepingLedger(ctx context.Context, db *store.DB, products []catalog.Product, coupons []catalog.Coupon, keep string) error {
 	if err := pgx.BeginFunc(ctx, db.Pool(), func(tx pgx.Tx) error {
+		ledger, args := `TRUNCATE processed_events`, []any{}
+		if keep != "" {
+			ledger, args = `DELETE FROM processed_events WHERE NOT starts_with(order_id, $1)`, []any{keep}
+		}
+		if _, err := tx.Exec(ctx, ledger, args...); err != nil {
+			return fmt.Errorf("empty the ledger: %w", err)
+		}
 		if _, err := tx.Exec(ctx, `
-			TRUNCATE processed_events, invoice_lines, invoices, coupon_redemptions, billing_cancellations,
+			TRUNCATE invoice_lines, invoices, coupon_redemptions, billing_cancellations,
 			         reservations, stock_movements, notifications, outbox;
 			UPDATE invoice_counter SET last = 0`); err != nil {
 			return fmt.Errorf("empty the order tables: %w", err)

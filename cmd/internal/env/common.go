@@ -27,6 +27,8 @@ type Common struct {
 	// login comes from, or empty.
 	SecretID string
 	Redis    redisstore.Config
+	// Retention is LEDGER_RETENTION (retention.go).
+	Retention time.Duration
 }
 
 // LoadCommon reads the shared variables.
@@ -56,6 +58,7 @@ func LoadCommon(e *Env) Common {
 	if c.SecretID != "" && c.IAMAuth {
 		e.Failf("DB_SECRET_ID", "is set and so is DB_IAM_AUTH: the login comes from one or the other")
 	}
+	c.Retention = LoadRetention(e, topology.Default())
 	c.Redis = redisstore.Config{
 		URL:       e.URL("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis for idempotency keys and the product cache (rediss:// for TLS)"),
 		KeyPrefix: e.String("REDIS_KEY_PREFIX", redisstore.KeyPrefixDefault, "namespace of every Redis key, to share a server between deployments"),

@@ -68,6 +68,7 @@ func Load(lookup env.LookupFunc) *Config {
 		},
 	}
 	cfg.EMF = loadEMF(e)
+	cfg.Maintenance = loadMaintenance(e, common)
 	env.CheckIdempotencyLease(e, cfg.IdemLease, common.Redis.Timeout)
 	var level slog.Level
 	lv := e.String("LOG_LEVEL", "info", "debug, info, warn or error")
