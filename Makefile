@@ -11,7 +11,7 @@ GOLANGCI_LINT_VERSION := v2.15.0
 STATE_DIR     := $(or $(ORDERPIPE_STATE_DIR),$(CURDIR)/.stack)
 GOLANGCI_LINT := $(STATE_DIR)/bin/golangci-lint
 
-.PHONY: help up down status demo test test-unit build lambda fuzz lint clean drill bench soak bench-go
+.PHONY: help up down status demo test test-unit build lambda fuzz lint clean drill bench bench-ledger soak bench-go
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -49,8 +49,11 @@ drill: build up ## failover drill under load (~9 min): promotion, restarts, outa
 # it is) and cloud (toxiproxy latency as in one AWS region), in that order.
 NETWORK ?= loopback,cloud
 
-bench: build up ## benchmark (~12 min): max rate, ceiling, naive, latency, runtime on loopback; max, ceiling, naive under cloud latency (NETWORK=cloud for that alone); tables in .stack/bench/
+bench: build up ## benchmark (~14 min): max rate, the Lambda shape, ceiling, minimal replay, naive, latency, runtime on loopback, with the cost per order; max, ceiling, naive under cloud latency (NETWORK=cloud for that alone); tables in .stack/bench/
 	eval "$$(scripts/stack.sh env)" && bin/orderbench bench --network $(NETWORK)
+
+bench-ledger: build up ## max and ceiling with the ledger empty, then pre-filled with LEDGER_DAYS (365) days at 100,000 orders a day (a year: 20-40 min to generate here); .stack/bench/ledger/
+	eval "$$(scripts/stack.sh env)" && bin/orderbench bench --phases ledger --ledger-days $${LEDGER_DAYS:-365} --profile never --out .stack/bench/ledger
 
 soak: build up ## worker memory at half the max rate for BENCH_SOAK (10m), after a max run; results in .stack/bench/soak/
 	eval "$$(scripts/stack.sh env)" && bin/orderbench bench --phases max,soak --soak $${BENCH_SOAK:-10m} --profile never --out .stack/bench/soak

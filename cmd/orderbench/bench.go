@@ -58,6 +58,7 @@ type benchFlags struct {
 	halfRate                                         float64
 	messages, raw, backlog                           int
 	ledgerDays, ledgerPerDay                         int
+	lambda                                           bench.LambdaConfig
 }
 
 func (f *benchFlags) parse(args []string) error {
@@ -75,6 +76,7 @@ func (f *benchFlags) parse(args []string) error {
 	fs.IntVar(&f.backlog, "backlog", 0, "visible messages per queue while the pipeline is saturated (default 500)")
 	fs.IntVar(&f.ledgerDays, "ledger-days", bench.LedgerDaysDefault, "the ledger phase's fill: days of orders within the retention (plus one past it), at --ledger-per-day; at least 15")
 	fs.IntVar(&f.ledgerPerDay, "ledger-per-day", bench.LedgerOrdersPerDayDefault, "the ledger phase's orders a day (three ledger rows each)")
+	lambdaFlags(fs, &f.lambda)
 	fs.StringVar(&f.profile, "profile", "auto", "CPU profile of the worker: auto (when a target is missed), always, never")
 	fs.StringVar(&f.out, "out", ".stack/bench", "directory for bench.json, bench.md, bench.png, logs and the profile")
 	fs.StringVar(&f.network, "network", bench.NetworkLoopback, "network profiles to run, comma-separated, in order: loopback (the local stack as it is), cloud (toxiproxy latency as in one AWS region: 10 ms per SQS/SNS call, 1 ms per database and 0.5 ms per Redis round trip, 20 ms per SMTP reply; max, ceiling and naive runs only)")
@@ -97,6 +99,7 @@ func (f *benchFlags) apply(cfg *bench.Config) error {
 	cfg.Soak, cfg.HalfRate, cfg.RuntimeMessages, cfg.RawConcurrency, cfg.Backlog = f.soak, f.halfRate, f.messages, f.raw, f.backlog
 	cfg.Profile, cfg.OutDir = f.profile, f.out
 	cfg.LedgerDays, cfg.LedgerOrdersPerDay = f.ledgerDays, f.ledgerPerDay
+	cfg.Lambda, cfg.Lambda.Function = f.lambda, lambdaFunction
 	cfg.StateDir = envOr("ORDERPIPE_STATE_DIR", ".stack")
 	if f.phases != "" {
 		cfg.Phases = strings.Split(f.phases, ",")

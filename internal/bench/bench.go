@@ -34,11 +34,11 @@ const (
 )
 
 // AllPhases lists every phase in running order.
-var AllPhases = []string{PhaseMax, PhaseCeiling, PhaseMinimal, PhaseNaive, PhaseLatency, PhaseRuntime, PhaseSoak, PhaseLedger, PhaseProfile}
+var AllPhases = []string{PhaseMax, PhaseLambda, PhaseCeiling, PhaseMinimal, PhaseNaive, PhaseLatency, PhaseRuntime, PhaseSoak, PhaseLedger, PhaseProfile}
 
 // DefaultPhases is what `make bench` runs. The soak runs when Config.Soak
 // is set; the profile when a target is missed (Config.Profile "auto").
-var DefaultPhases = []string{PhaseMax, PhaseCeiling, PhaseMinimal, PhaseNaive, PhaseLatency, PhaseRuntime}
+var DefaultPhases = []string{PhaseMax, PhaseLambda, PhaseCeiling, PhaseMinimal, PhaseNaive, PhaseLatency, PhaseRuntime}
 
 // Config configures Run.
 type Config struct {
@@ -73,6 +73,8 @@ type Config struct {
 	RawConcurrency int
 	// Soak is the length of the soak; 0 skips it.
 	Soak time.Duration
+	// Lambda configures the lambda phase.
+	Lambda LambdaConfig
 	// LedgerDays is the ledger phase's fill, in days of orders within the
 	// retention (its workers' LEDGER_RETENTION; one more day, past it, is
 	// generated for the retention to remove), at LedgerOrdersPerDay.
@@ -128,6 +130,7 @@ func (c *Config) setDefaults() {
 	defInt(&c.Backlog, 500)
 	defInt(&c.RuntimeMessages, 50_000)
 	defInt(&c.RawConcurrency, 8)
+	c.Lambda.setDefaults()
 	defInt(&c.LedgerDays, LedgerDaysDefault)
 	defInt(&c.LedgerOrdersPerDay, LedgerOrdersPerDayDefault)
 	if len(c.Phases) == 0 {
@@ -172,6 +175,11 @@ func (c *Config) Validate() error {
 	for _, n := range c.Networks {
 		if !slices.Contains(Networks, n) {
 			return fmt.Errorf("bench: unknown network %q (want %s)", n, strings.Join(Networks, ", "))
+		}
+	}
+	if slices.Contains(c.Phases, PhaseLambda) {
+		if err := c.Lambda.validate(); err != nil {
+			return err
 		}
 	}
 	switch {
@@ -294,6 +302,8 @@ func (b *Bench) phase(ctx context.Context, p string) error {
 	case PhaseMax:
 		b.logf("saturating the pipeline (bin/worker, %d-message backlog per queue) for %s\n", b.cfg.Backlog, b.cfg.MaxDuration)
 		b.res.Max, err = b.runPipeline(ctx, pipelineRun{name: "max", argv: b.cfg.WorkerArgv, duration: b.cfg.MaxDuration, warmup: 5 * time.Second, series: true, procEvery: time.Second})
+	case PhaseLambda:
+		err = b.lambda(ctx)
 	case PhaseCeiling:
 		b.logf("the three handlers straight on the database, %d goroutines each, %d connections, for %s\n", b.cfg.MaxInFlight, b.cfg.DBMaxConns, b.cfg.CeilingDuration)
 		b.res.Ceiling, err = b.keep(b.ceiling(ctx, b.cfg.CeilingDuration))

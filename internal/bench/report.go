@@ -97,6 +97,7 @@ type Result struct {
 	Half               *RunResult     `json:"half_rate,omitempty"`
 	Runtime            *RuntimeResult `json:"runtime,omitempty"`
 	Soak               *SoakResult    `json:"soak,omitempty"`
+	Lambda             *LambdaResult  `json:"lambda,omitempty"`
 	Ledger             *LedgerResult  `json:"ledger,omitempty"`
 	Targets            []Target       `json:"targets"`
 	Profile            *Profile       `json:"profile,omitempty"`
@@ -216,6 +217,7 @@ func (r *Result) WriteTable(w io.Writer) error {
 	if r.Max != nil {
 		r.runRow(&b, "pipeline, max sustained (bin/worker, saturated)", r.Max, "")
 	}
+	r.lambdaRow(&b)
 	if r.Ceiling != nil {
 		r.runRow(&b, "ceiling: the handlers straight on the database", r.Ceiling, "")
 	}
