@@ -82,8 +82,12 @@ func minimalEffects(pool *pgxpool.Pool) []handlers.EventFunc {
 			for i, l := range lines {
 				skus[i], qtys[i] = string(l.SKU), int32(l.Quantity) //nolint:gosec // G115: the generator's quantities are small
 			}
+			// The rows locked in SKU order first, as the real effect does:
+			// an UPDATE ... FROM unnest locks them in its join's order, and
+			// two orders of the same products then deadlock.
 			b := &pgx.Batch{}
 			queueLedger(b, "inventory", ev)
+			b.Queue(`SELECT 1 FROM products WHERE sku = ANY($1::text[]) ORDER BY sku FOR UPDATE`, skus)
 			b.Queue(`UPDATE products p SET stock = p.stock - w.qty FROM unnest($1::text[], $2::int[]) AS w(sku, qty)
 				WHERE p.sku = w.sku AND p.stock >= w.qty`, skus, qtys)
 			return pool.SendBatch(ctx, b).Close()
