@@ -175,4 +175,3 @@ func TestLoggerAddsTheTraceOfTheContext(t *testing.T) {
 		t.Error("Logger wrapped a logger it had already wrapped")
 	}
 }
-

@@ -129,7 +129,7 @@ type Result struct {
 	Notes  []string
 	Broken []string
 
-	soldOut           int // published orders inventory must cancel
+	soldOut            int // published orders inventory must cancel
 	mails, mailRepeats int // emails the SMTP server read, and second copies among them
 }
 

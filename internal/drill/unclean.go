@@ -72,7 +72,11 @@ func (d *drill) networkFault(sc string) *stagedFault {
 			func() error { return n.email.Latency(faults.Downstream, smtpReplyDelay, 0) }, false}
 	case AWSErrors:
 		return &stagedFault{30 * time.Second, fmt.Sprintf("%.0f %% of SQS/SNS calls answer 500, 503 or throttling; %.0f %% of batch-delete entries fail", 100*awsErrorRate, 100*awsErrorRate),
-			func() error { n.awsProxy.SetErrorRate(awsErrorRate); n.awsProxy.SetDeleteFailRate(awsErrorRate); return nil }, false}
+			func() error {
+				n.awsProxy.SetErrorRate(awsErrorRate)
+				n.awsProxy.SetDeleteFailRate(awsErrorRate)
+				return nil
+			}, false}
 	case AWSBlackhole:
 		return &stagedFault{20 * time.Second, "the SQS/SNS path forwards nothing", n.sqs.Blackhole, true}
 	}

@@ -143,6 +143,7 @@ type ending struct {
 	writes        int
 	rollback, cut bool
 }
+
 func (st *conn) push(e ending) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
