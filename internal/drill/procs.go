@@ -7,12 +7,13 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/orderpipe/orderpipe/internal/pgproc"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -22,49 +23,6 @@ import (
 // Proxy, which repoints itself on an Aurora failover), and a Redis. All
 // plain processes under one directory, on their own ports, so the drill
 // never touches the local stack's PostgreSQL or Redis.
-
-// pgBin finds PostgreSQL's server binaries (Debian keeps them off PATH).
-func pgBin(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/" + name)
-	if len(matches) == 0 {
-		return "", fmt.Errorf("drill: %s not found (install postgresql)", name)
-	}
-	return matches[len(matches)-1], nil
-}
-
-// asPostgres runs a command as the postgres OS user when we are root:
-// PostgreSQL refuses to run as root.
-func asPostgres(ctx context.Context, name string, args ...string) *exec.Cmd {
-	if os.Geteuid() == 0 {
-		return exec.CommandContext(ctx, "runuser", append([]string{"-u", "postgres", "--", name}, args...)...)
-	}
-	return exec.CommandContext(ctx, name, args...)
-}
-
-// chownPostgres hands dir to the postgres user when we are root.
-func chownPostgres(dir string) error {
-	if os.Geteuid() != 0 {
-		return nil
-	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return fmt.Errorf("drill: postgres user: %w", err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	if err := filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, uid, gid)
-	}); err != nil {
-		return fmt.Errorf("drill: hand %s to postgres: %w", dir, err)
-	}
-	return nil
-}
 
 func run(cmd *exec.Cmd) error {
 	out, err := cmd.CombinedOutput()
@@ -93,11 +51,11 @@ func (n *node) url(db string) string {
 }
 
 func (n *node) ctl(ctx context.Context, args ...string) error {
-	bin, err := pgBin("pg_ctl")
+	bin, err := pgproc.Bin("pg_ctl")
 	if err != nil {
 		return err
 	}
-	return run(asPostgres(ctx, bin, append([]string{"-D", n.dir}, args...)...))
+	return run(pgproc.Command(ctx, bin, append([]string{"-D", n.dir}, args...)...))
 }
 
 func (n *node) start(ctx context.Context) error {
@@ -142,7 +100,7 @@ func (n *node) isWriter(ctx context.Context) (bool, error) {
 
 // initPrimary creates and starts a primary that allows streaming replication.
 func initPrimary(ctx context.Context, n *node) error {
-	bin, err := pgBin("initdb")
+	bin, err := pgproc.Bin("initdb")
 	if err != nil {
 		return err
 	}
@@ -152,10 +110,10 @@ func initPrimary(ctx context.Context, n *node) error {
 	if err := os.MkdirAll(n.dir, 0o700); err != nil {
 		return fmt.Errorf("drill: %w", err)
 	}
-	if err := chownPostgres(filepath.Dir(n.dir)); err != nil {
+	if err := pgproc.Chown(filepath.Dir(n.dir)); err != nil {
 		return err
 	}
-	if err := run(asPostgres(ctx, bin, "-D", n.dir, "-U", "postgres", "-A", "trust", "--no-sync")); err != nil {
+	if err := run(pgproc.Command(ctx, bin, "-D", n.dir, "-U", "postgres", "-A", "trust", "--no-sync")); err != nil {
 		return err
 	}
 	conf := `
@@ -194,11 +152,11 @@ func appendFile(path, s string) error {
 
 // initStandby clones primary into n as a streaming standby and starts it.
 func initStandby(ctx context.Context, primary, n *node) error {
-	bin, err := pgBin("pg_basebackup")
+	bin, err := pgproc.Bin("pg_basebackup")
 	if err != nil {
 		return err
 	}
-	if err := run(asPostgres(ctx, bin, "-h", "127.0.0.1", "-p", strconv.Itoa(primary.port), "-U", "postgres",
+	if err := run(pgproc.Command(ctx, bin, "-h", "127.0.0.1", "-p", strconv.Itoa(primary.port), "-U", "postgres",
 		"-D", n.dir, "-R", "-X", "stream", "--no-sync")); err != nil {
 		return err
 	}

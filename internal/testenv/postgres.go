@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/orderpipe/orderpipe/internal/pgproc"
 
 	"github.com/jackc/pgx/v5"
 
@@ -48,16 +48,16 @@ func StartPostgres(t testing.TB) *PostgresServer {
 	if err := os.Mkdir(p.Dir, 0o700); err != nil {
 		t.Fatalf("postgres: %v", err)
 	}
-	if err := chownToPostgres(dir); err != nil {
+	if err := pgproc.Chown(dir); err != nil {
 		t.Fatalf("postgres: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	initdb, err := pgBin("initdb")
+	initdb, err := pgproc.Bin("initdb")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := runCmd(asPostgres(ctx, initdb, "-D", p.Dir, "-U", "postgres", "-A", "trust", "--no-sync")); err != nil {
+	if err := runCmd(pgproc.Command(ctx, initdb, "-D", p.Dir, "-U", "postgres", "-A", "trust", "--no-sync")); err != nil {
 		t.Fatalf("postgres: %v", err)
 	}
 	hba := "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n" //nolint:dupword // pg_hba.conf: database all, user all
@@ -68,7 +68,7 @@ func StartPostgres(t testing.TB) *PostgresServer {
 	if err := appendTo(filepath.Join(p.Dir, "postgresql.conf"), conf); err != nil {
 		t.Fatalf("postgres: %v", err)
 	}
-	if err := chownToPostgres(dir); err != nil {
+	if err := pgproc.Chown(dir); err != nil {
 		t.Fatalf("postgres: %v", err)
 	}
 	p.Start(t)
@@ -151,54 +151,11 @@ func (p *PostgresServer) LogLines(t testing.TB, s string) []string {
 }
 
 func (p *PostgresServer) ctl(ctx context.Context, args ...string) error {
-	bin, err := pgBin("pg_ctl")
+	bin, err := pgproc.Bin("pg_ctl")
 	if err != nil {
 		return err
 	}
-	return runCmd(asPostgres(ctx, bin, append([]string{"-D", p.Dir}, args...)...))
-}
-
-// pgBin finds PostgreSQL's server binaries (Debian keeps them off PATH).
-func pgBin(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/" + name)
-	if len(matches) == 0 {
-		return "", fmt.Errorf("postgres: %s not found (install postgresql)", name)
-	}
-	return matches[len(matches)-1], nil
-}
-
-// asPostgres runs a command as the postgres OS user when we are root:
-// PostgreSQL refuses to run as root.
-func asPostgres(ctx context.Context, name string, args ...string) *exec.Cmd {
-	if os.Geteuid() == 0 {
-		return exec.CommandContext(ctx, "runuser", append([]string{"-u", "postgres", "--", name}, args...)...)
-	}
-	return exec.CommandContext(ctx, name, args...)
-}
-
-// chownToPostgres hands dir to the postgres user when we are root.
-func chownToPostgres(dir string) error {
-	if os.Geteuid() != 0 {
-		return nil
-	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return fmt.Errorf("postgres user: %w", err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	if err := filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, uid, gid)
-	}); err != nil {
-		return fmt.Errorf("give %s to the postgres user: %w", dir, err)
-	}
-	return nil
+	return runCmd(pgproc.Command(ctx, bin, append([]string{"-D", p.Dir}, args...)...))
 }
 
 func runCmd(cmd *exec.Cmd) error {
