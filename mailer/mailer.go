@@ -49,6 +49,18 @@ type Config struct {
 	// TracerProvider, if set, gives every send made within a trace a client
 	// span (trace.go). Nil: nothing is traced.
 	TracerProvider trace.TracerProvider
+	// CommandFunc, if set, is called with each SMTP command as the mailer
+	// issues it, before it is sent: EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA,
+	// DATA_END (the end of a message's data, which the server answers with
+	// its verdict), RSET and QUIT; internal/app counts them. It must be
+	// quick and safe for concurrent use. net/smtp sends EHLO by itself
+	// (before a session's first command, and again after STARTTLS): it is
+	// reported where the mailer's calls make net/smtp send it. On a failed
+	// step the report is of the step the mailer asked for, not of what
+	// net/smtp then sends on its own: its HELO when a server refuses EHLO
+	// (neither Mailpit nor SES does), its cancel ("*") and QUIT after a
+	// refused AUTH. Nil: nothing is reported.
+	CommandFunc func(command string)
 }
 
 // Config defaults.
@@ -90,6 +102,9 @@ func New(cfg Config) (*SMTP, error) {
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = IdleTimeoutDefault
+	}
+	if cfg.CommandFunc == nil {
+		cfg.CommandFunc = func(string) {}
 	}
 	s := &SMTP{cfg: cfg, idle: make(chan *session, max(cfg.MaxIdle, 0))}
 	if cfg.TracerProvider != nil {
@@ -164,6 +179,7 @@ func (s *SMTP) take(ctx context.Context) (*session, error) {
 				continue
 			}
 			sess.setDeadline(ctx)
+			s.cfg.CommandFunc("RSET")
 			if err := sess.c.Reset(); err != nil {
 				sess.close()
 				continue
@@ -181,7 +197,7 @@ func (s *SMTP) put(sess *session) {
 	select {
 	case s.idle <- sess:
 	default:
-		_ = sess.c.Quit()
+		s.quit(sess.c)
 		sess.close()
 	}
 }
@@ -191,7 +207,7 @@ func (s *SMTP) Close() {
 	for {
 		select {
 		case sess := <-s.idle:
-			_ = sess.c.Quit()
+			s.quit(sess.c)
 			sess.close()
 		default:
 			return
@@ -209,13 +225,22 @@ func (s *SMTP) Ping(ctx context.Context) error {
 		return err
 	}
 	defer c.Close()
+	s.cfg.CommandFunc("EHLO")
 	if err := c.Hello("localhost"); err != nil {
 		return fmt.Errorf("smtp ehlo to %s: %w", s.cfg.Addr, err)
 	}
+	s.cfg.CommandFunc("QUIT")
 	if err := c.Quit(); err != nil {
 		return fmt.Errorf("smtp quit to %s: %w", s.cfg.Addr, err)
 	}
 	return nil
+}
+
+// quit ends a session politely; its error changes nothing, the connection
+// is closed after it.
+func (s *SMTP) quit(c *smtp.Client) {
+	s.cfg.CommandFunc("QUIT")
+	_ = c.Quit()
 }
 
 // connect dials and reads the server's greeting; the connection's deadline
@@ -245,13 +270,17 @@ func (s *SMTP) dial(ctx context.Context) (*session, error) {
 	}
 	sess := &session{c: c, conn: conn}
 	host, _, _ := net.SplitHostPort(s.cfg.Addr)
+	s.cfg.CommandFunc("EHLO") // net/smtp's first, to learn the extensions
 	if ok, _ := c.Extension("STARTTLS"); ok {
+		s.cfg.CommandFunc("STARTTLS")
 		if err := c.StartTLS(&tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}); err != nil {
 			sess.close()
 			return nil, fmt.Errorf("smtp starttls with %s: %w", s.cfg.Addr, err)
 		}
+		s.cfg.CommandFunc("EHLO") // net/smtp's again, over TLS
 	}
 	if s.cfg.Username != "" {
+		s.cfg.CommandFunc("AUTH")
 		if err := c.Auth(smtp.PlainAuth("", s.cfg.Username, s.cfg.Password, host)); err != nil {
 			sess.close()
 			return nil, fmt.Errorf("smtp auth with %s: %w", s.cfg.Addr, err)
@@ -282,12 +311,15 @@ func (s *SMTP) transact(sess *session, m Message, raw []byte) error {
 		}
 		return fmt.Errorf("%s: %w", step, err)
 	}
+	s.cfg.CommandFunc("MAIL")
 	if err := c.Mail(from.Address); err != nil {
 		return nothingSent("mail from", err)
 	}
+	s.cfg.CommandFunc("RCPT")
 	if err := c.Rcpt(m.To); err != nil {
 		return nothingSent("rcpt to", err)
 	}
+	s.cfg.CommandFunc("DATA")
 	w, err := c.Data()
 	if err != nil {
 		return nothingSent("data", err)
@@ -297,6 +329,7 @@ func (s *SMTP) transact(sess *session, m Message, raw []byte) error {
 	}
 	// The server accepts the message when Close reads its reply. A reply
 	// code is a refusal; a broken connection leaves the outcome open.
+	s.cfg.CommandFunc("DATA_END")
 	if err := w.Close(); err != nil {
 		if _, refused := errors.AsType[*textproto.Error](err); refused {
 			return fmt.Errorf("end data: %w", err)

@@ -9,6 +9,7 @@ import (
 	"mime/multipart"
 	"net"
 	"net/mail"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,12 +67,29 @@ func TestComposeRefusesHeaderInjection(t *testing.T) {
 }
 
 // smtpStub is a minimal SMTP server that counts what the sessions reuse
-// is about: connections, RSETs and messages accepted.
+// is about: connections, RSETs and messages accepted; and records every
+// command it reads.
 type smtpStub struct {
 	addr                  string
 	conns, resets, emails atomic.Int32
 	dropIdle              atomic.Bool // close every connection once a message is accepted
 	refuse                atomic.Bool // refuse every message at the end of its DATA
+
+	mu   sync.Mutex
+	read []string // the commands read, by verb; DATA_END for the end of a message
+}
+
+func (s *smtpStub) record(verb string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.read = append(s.read, verb)
+}
+
+// commands returns the commands the stub has read, in order.
+func (s *smtpStub) commands() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.read)
 }
 
 func startStub(t *testing.T) *smtpStub {
@@ -108,6 +126,9 @@ func (s *smtpStub) serve(c net.Conn) {
 		if err != nil {
 			return
 		}
+		if verb, _, _ := strings.Cut(strings.TrimSpace(line), " "); verb != "" {
+			s.record(strings.ToUpper(verb))
+		}
 		switch cmd := strings.ToUpper(strings.TrimSpace(line)); {
 		case strings.HasPrefix(cmd, "EHLO"), strings.HasPrefix(cmd, "HELO"):
 			say("250 stub")
@@ -125,6 +146,7 @@ func (s *smtpStub) serve(c net.Conn) {
 					break
 				}
 			}
+			s.record("DATA_END")
 			if s.refuse.Load() {
 				say("554 refused")
 				continue

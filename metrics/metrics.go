@@ -82,6 +82,20 @@ type Metrics struct {
 	// outbox) estimated rows and bytes on disk, read at every check.
 	TableRows  *prometheus.GaugeVec // table
 	TableBytes *prometheus.GaugeVec // table
+
+	// The network exchanges the process makes, for the bill (AWS charges
+	// SQS and SNS per request) and for the benchmark's cost per order.
+	// AWSRequests counts every AWS API attempt, retries included, by the
+	// SDK's service id (SQS, SNS, Secrets Manager) and operation name
+	// (ReceiveMessage, Publish...); internal/app's middleware counts it.
+	AWSRequests *prometheus.CounterVec // service, operation
+	// SMTPCommands counts the SMTP commands the mailer issued, by verb:
+	// EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA, DATA_END (the end of a
+	// message's data), RSET, QUIT (mailer.Config.CommandFunc).
+	SMTPCommands *prometheus.CounterVec // command
+	// RedisRoundTrips counts the exchanges with Redis: a command, or a
+	// pipeline of them, is one (store/redisstore's hook).
+	RedisRoundTrips prometheus.Counter
 }
 
 // New returns a set of metrics on a registry of its own.
@@ -145,6 +159,19 @@ func New() *Metrics {
 			"On-disk size of the retained tables, indexes and TOAST included, by table.", "table"),
 	}
 	m.MaintenanceBatch, m.MaintenanceLastSuccess = maintenanceMetrics(reg)
+	return m.withExchanges()
+}
+
+// withExchanges registers the counters of the process's network
+// exchanges, AWS requests, SMTP commands and Redis round trips, on m.
+func (m *Metrics) withExchanges() *Metrics {
+	m.AWSRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "orderpipe_aws_requests_total",
+		Help: "AWS API requests this process sent, every attempt (retries included), by service and operation."}, []string{"service", "operation"})
+	m.SMTPCommands = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "orderpipe_smtp_commands_total",
+		Help: "SMTP commands this process sent, by command (DATA_END is the end of a message's data)."}, []string{"command"})
+	m.RedisRoundTrips = prometheus.NewCounter(prometheus.CounterOpts{Name: "orderpipe_redis_round_trips_total",
+		Help: "Round trips this process made to Redis: a command, or a pipeline of commands, is one; failed ones included."})
+	m.Registry.MustRegister(m.AWSRequests, m.SMTPCommands, m.RedisRoundTrips)
 	return m
 }
 

@@ -4,6 +4,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,9 +16,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	smithymiddleware "github.com/aws/smithy-go/middleware"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -110,6 +113,40 @@ func AWSConfig(ctx context.Context, region string, optFns ...func(*awsconfig.Loa
 	return cfg, nil
 }
 
+// countAWSRequestsID names the counting middleware in an operation's stack.
+const countAWSRequestsID = "orderpipe.CountAWSRequests"
+
+// CountAWSRequests is an API option (aws.Config.APIOptions, or
+// awsconfig.WithAPIOptions) that counts every AWS request a client sends on
+// m.AWSRequests, by the SDK's service id and operation name: a fixed set,
+// never a queue URL or anything from a request. It counts attempts, not
+// calls: it is added at the end of the Finalize step, after the retry
+// middleware (and after signing), so each attempt of a call passes it once,
+// retries included, as AWS bills them; a call that never got to send (its
+// credentials or signing failed) is not counted. A stack that already has
+// it (a config counted twice) keeps the first.
+func CountAWSRequests(m *metrics.Metrics) func(*smithymiddleware.Stack) error {
+	count := smithymiddleware.FinalizeMiddlewareFunc(countAWSRequestsID, func(
+		ctx context.Context, in smithymiddleware.FinalizeInput, next smithymiddleware.FinalizeHandler,
+	) (smithymiddleware.FinalizeOutput, smithymiddleware.Metadata, error) {
+		m.AWSRequests.WithLabelValues(awsmiddleware.GetServiceID(ctx), awsmiddleware.GetOperationName(ctx)).Inc()
+		return next.HandleFinalize(ctx, in)
+	})
+	return func(stack *smithymiddleware.Stack) error {
+		if _, ok := stack.Finalize.Get(countAWSRequestsID); ok {
+			return nil
+		}
+		return stack.Finalize.Add(count, smithymiddleware.After)
+	}
+}
+
+// countedAWS is cfg with every request of the clients built from it
+// counted on m.
+func countedAWS(cfg aws.Config, m *metrics.Metrics) aws.Config {
+	cfg.APIOptions = append(slices.Clip(cfg.APIOptions), CountAWSRequests(m))
+	return cfg
+}
+
 // logger is Logger or slog.Default(), with the trace ids added to the lines
 // logged with a traced context when tracing is on.
 func (cfg Config) logger() *slog.Logger {
@@ -131,7 +168,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	cfg.Metrics = metrics.Or(cfg.Metrics)
 	log := cfg.Logger
-	sqsc, snsc := sqs.NewFromConfig(cfg.AWS), sns.NewFromConfig(cfg.AWS)
+	awsCfg := countedAWS(cfg.AWS, cfg.Metrics)
+	sqsc, snsc := sqs.NewFromConfig(awsCfg), sns.NewFromConfig(awsCfg)
 	ap, err := topology.Resolve(ctx, snsc, sqsc, cfg.Topology)
 	if err != nil {
 		return fmt.Errorf("find queues: %w", err)
@@ -226,6 +264,13 @@ func open(ctx context.Context, cfg Config) (*deps, error) {
 	scfg.Logger, scfg.Metrics, scfg.TracerProvider = cfg.Logger, cfg.Metrics, cfg.TracerProvider
 	rcfg.Logger, rcfg.Metrics, rcfg.TracerProvider = cfg.Logger, cfg.Metrics, cfg.TracerProvider
 	mcfg.TracerProvider = cfg.TracerProvider
+	mcfg.CommandFunc = CountSMTPCommands(cfg.Metrics, mcfg.CommandFunc)
+	if mcfg.MaxIdle == 0 {
+		// Keep a session for every email the consumer may send at once, so a
+		// busy worker reuses them instead of dialling and quitting one per
+		// burst.
+		mcfg.MaxIdle = cmp.Or(cfg.Consumer.MaxInFlight, worker.MaxInFlightDefault)
+	}
 	db, err := store.Open(ctx, scfg)
 	if err != nil {
 		return nil, err
@@ -243,6 +288,17 @@ func open(ctx context.Context, cfg Config) (*deps, error) {
 		Name: "smtp", Failures: 5, OpenFor: 2 * time.Second, Probe: d.mail.Ping, Logger: cfg.Logger, Metrics: cfg.Metrics,
 	})
 	return d, nil
+}
+
+// CountSMTPCommands is a mailer.Config.CommandFunc that counts each SMTP
+// command on m, then calls next if set.
+func CountSMTPCommands(m *metrics.Metrics, next func(string)) func(string) {
+	return func(command string) {
+		m.SMTPCommands.WithLabelValues(command).Inc()
+		if next != nil {
+			next(command)
+		}
+	}
 }
 
 func (d *deps) close() {

@@ -67,6 +67,7 @@ func NewFunction(ctx context.Context, cfg FunctionConfig) (*Function, error) {
 		app.Logger = slog.Default()
 	}
 	app.Metrics = metrics.Or(app.Metrics)
+	app.AWS = countedAWS(app.AWS, app.Metrics)
 	if app.TracerProvider != nil {
 		app.Logger = tracing.Logger(app.Logger)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/orderpipe/orderpipe/handlers/notification"
 	"github.com/orderpipe/orderpipe/internal/app"
 	"github.com/orderpipe/orderpipe/mailer"
+	"github.com/orderpipe/orderpipe/metrics"
 	"github.com/orderpipe/orderpipe/store"
 )
 
@@ -47,10 +48,13 @@ func (b *Bench) ceiling(ctx context.Context, d time.Duration) (RunResult, error)
 		return res, err
 	}
 	defer db.Close()
-	mail, err := mailer.New(mailer.Config{Addr: b.net.SMTPAddr})
+	// The handlers' SMTP commands counted as the worker counts them.
+	m := metrics.New()
+	mail, err := mailer.New(mailer.Config{Addr: b.net.SMTPAddr, CommandFunc: app.CountSMTPCommands(m, nil)})
 	if err != nil {
 		return res, err
 	}
+	defer mail.Close()
 	// The handlers as the worker wires them; catalog reads go to the
 	// database (no Redis in the ceiling).
 	byName, err := app.EventFuncs(app.Deps{DB: db, Catalog: store.NewCatalog(db), OutboxTopic: b.s.Top.Topic, Sender: mail, Logger: quiet})
@@ -62,7 +66,7 @@ func (b *Bench) ceiling(ctx context.Context, d time.Duration) (RunResult, error)
 		fns[i] = byName[name]
 	}
 	conns := SampleConns(ctx, b.s.Admin, b.s.Cfg.DBName, 100*time.Millisecond)
-	cost := b.startCost(ctx, 0)
+	cost := b.startCost(ctx, 0, gatherMetrics(m.Registry))
 	start := time.Now()
 	orders, errs, backlog := b.driveDirect(ctx, fns, d)
 	res.DBConns = conns.Stop()

@@ -176,7 +176,7 @@ func (b *Bench) lambdaRun(ctx context.Context, lc LambdaConfig) (map[string]lamb
 		return nil, res, err
 	}
 	conns := SampleConns(ctx, b.s.Admin, b.s.Cfg.DBName, 100*time.Millisecond)
-	cost := b.startCost(ctx, 0)
+	cost := b.startCost(ctx, 0, nil)
 	tr := NewTracker()
 	start := time.Now()
 	lr, loadErr := b.load(ctx, r, tr)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/orderpipe/orderpipe/internal/app"
 	"github.com/orderpipe/orderpipe/mailer"
+	"github.com/orderpipe/orderpipe/metrics"
 	"github.com/orderpipe/orderpipe/store"
 	"github.com/orderpipe/orderpipe/store/redisstore"
 	"github.com/orderpipe/orderpipe/worker"
@@ -28,11 +29,15 @@ func (b *Bench) naive(ctx context.Context, d time.Duration) (RunResult, error) {
 	if err := b.s.Reset(ctx); err != nil {
 		return res, err
 	}
-	hs, closeAll, err := b.workerHandlers(ctx)
+	// The loops' SQS calls and the handlers' SMTP commands counted as the
+	// worker counts them; the load's publishes and polls are not.
+	m := metrics.New()
+	hs, closeAll, err := b.workerHandlers(ctx, m)
 	if err != nil {
 		return res, err
 	}
 	defer closeAll()
+	sqsc := sqs.NewFromConfig(b.net.AWS, func(o *sqs.Options) { o.APIOptions = append(o.APIOptions, app.CountAWSRequests(m)) })
 	cctx, cancel := context.WithCancel(ctx)
 	var (
 		wg     sync.WaitGroup
@@ -40,10 +45,10 @@ func (b *Bench) naive(ctx context.Context, d time.Duration) (RunResult, error) {
 	)
 	for name, h := range hs {
 		url := b.s.Applied.Queues[name].URL
-		wg.Go(func() { failed.Add(int64(naiveLoop(cctx, b.net.SQS, url, h))) })
+		wg.Go(func() { failed.Add(int64(naiveLoop(cctx, sqsc, url, h))) })
 	}
 	conns := SampleConns(ctx, b.s.Admin, b.s.Cfg.DBName, 100*time.Millisecond)
-	cost := b.startCost(ctx, 0)
+	cost := b.startCost(ctx, 0, gatherMetrics(m.Registry))
 	tr := NewTracker()
 	start := time.Now()
 	lr, loadErr := b.load(ctx, pipelineRun{name: "naive", duration: d}, tr)
@@ -70,8 +75,8 @@ func (b *Bench) naive(ctx context.Context, d time.Duration) (RunResult, error) {
 }
 
 // workerHandlers builds the worker's handler stack per queue with
-// internal/app's own wiring.
-func (b *Bench) workerHandlers(ctx context.Context) (map[string]worker.Handler, func(), error) {
+// internal/app's own wiring, its SMTP commands counted on m.
+func (b *Bench) workerHandlers(ctx context.Context, m *metrics.Metrics) (map[string]worker.Handler, func(), error) {
 	db, err := store.Open(ctx, store.Config{URL: b.net.DBURL, MaxConns: b.cfg.DBMaxConns, Logger: quiet})
 	if err != nil {
 		return nil, nil, err
@@ -82,7 +87,7 @@ func (b *Bench) workerHandlers(ctx context.Context) (map[string]worker.Handler, 
 		return nil, nil, err
 	}
 	closeAll := func() { _ = rdb.Close(); db.Close() }
-	mail, err := mailer.New(mailer.Config{Addr: b.net.SMTPAddr})
+	mail, err := mailer.New(mailer.Config{Addr: b.net.SMTPAddr, CommandFunc: app.CountSMTPCommands(m, nil)})
 	if err != nil {
 		closeAll()
 		return nil, nil, err

@@ -83,8 +83,7 @@ func (b *Bench) pipeline(ctx context.Context, r pipelineRun) (RunResult, error) 
 	if err := b.s.Reset(ctx); err != nil {
 		return res, err
 	}
-	logPath := filepath.Join(b.cfg.OutDir, "worker-"+slug(r.name)+".log")
-	w, err := StartWorker(ctx, r.argv, b.s.WorkerEnv(b.cfg.BaseEnv, b.net), logPath)
+	w, exchanges, err := b.startWorker(ctx, r)
 	if err != nil {
 		return res, err
 	}
@@ -96,7 +95,7 @@ func (b *Bench) pipeline(ctx context.Context, r pipelineRun) (RunResult, error) 
 	}()
 	conns := SampleConns(ctx, b.s.Admin, b.s.Cfg.DBName, 100*time.Millisecond)
 	procs := SampleProc(ctx, w.PID(), r.procEvery)
-	cost := b.startCost(ctx, w.PID())
+	cost := b.startCost(ctx, w.PID(), exchanges)
 	tr := NewTracker()
 	start := time.Now()
 	lr, loadErr := b.load(ctx, r, tr)
@@ -127,6 +126,29 @@ func (b *Bench) pipeline(ctx context.Context, r pipelineRun) (RunResult, error) 
 		}
 	}
 	return res, nil
+}
+
+// startWorker starts r's worker process with a metrics listener on a port
+// the system picks (the worker logs which): exchanges reads its counts for
+// the cost, or is nil if it does not count them.
+func (b *Bench) startWorker(ctx context.Context, r pipelineRun) (*WorkerProc, familiesFunc, error) {
+	logPath := filepath.Join(b.cfg.OutDir, "worker-"+slug(r.name)+".log")
+	env := Env(b.s.WorkerEnv(b.cfg.BaseEnv, b.net), map[string]string{"METRICS_ADDR": "127.0.0.1:0"})
+	w, err := StartWorker(ctx, r.argv, env, logPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	// A worker that counts its exchanges has counted its topology's
+	// look-ups by now; one built before it did exports no such series,
+	// and its zeros would be a lie.
+	if addr := w.MetricsAddr(); addr != "" {
+		scrape := scrapeMetrics("http://" + addr + "/metrics")
+		if fams, err := scrape(ctx); err == nil && fams[awsRequestsMetric] != nil {
+			return w, scrape, nil
+		}
+	}
+	b.logf("%s: the worker does not export %s: its exchanges are not counted (rebuild it)\n", r.name, awsRequestsMetric)
+	return w, nil, nil
 }
 
 func (b *Bench) load(ctx context.Context, r pipelineRun, tr *Tracker) (LoadResult, error) {

@@ -1,8 +1,11 @@
 package bench
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestTableAndTargets(t *testing.T) {
@@ -44,17 +47,23 @@ func TestTableAndTargets(t *testing.T) {
 }
 
 // TestCostTableAndTargets: the cost per order is printed for every run
-// that measured it, and the issue's goals are judged on the saturated
-// pipeline's.
+// that measured it, each exchange a count or "—" where not counted, and
+// the issue's goals are judged on the saturated pipeline's.
 func TestCostTableAndTargets(t *testing.T) {
 	cost := func(tx, rt, handlers, pg, machine float64) *OrderCost {
 		return &OrderCost{Transactions: tx, RoundTrips: rt,
 			CPU: []PartCost{{costHandlers, handlers}, {costPostgres, pg}, {costMachine, machine}}}
 	}
+	per := func(v float64) *float64 { return &v }
+	maxCost := cost(4.4, 4.4, 0.9, 1.1, 3.5)
+	maxCost.SQSCalls, maxCost.SNSCalls, maxCost.RedisCommands, maxCost.SMTPCommands = per(2.25), per(0), per(9.5), per(5)
+	maxCost.RedisRoundTrips = per(3.1)
+	minimalCost := cost(3, 3, 0.2, 0.5, 1.0)
+	minimalCost.RedisCommands = per(0.01)
 	r := &Result{
-		Max:     &RunResult{Throughput: 300, Cost: cost(4.4, 4.4, 0.9, 1.1, 3.5)},
+		Max:     &RunResult{Throughput: 300, Cost: maxCost},
 		Ceiling: &RunResult{Throughput: 320, Cost: cost(3.1, 3.1, 0.6, 1.0, 2.5)},
-		Minimal: &RunResult{Throughput: 1200, Cost: cost(3, 3, 0.2, 0.5, 1.0)},
+		Minimal: &RunResult{Throughput: 1200, Cost: minimalCost},
 	}
 	r.evaluate()
 	var unmet []string
@@ -70,11 +79,41 @@ func TestCostTableAndTargets(t *testing.T) {
 	}
 	for _, want := range []string{
 		"| **pipeline / minimal replay** | **0.25** | | | | | | | | ≥ 0.3 ❌ not met |",
-		"| pipeline, max | 4.40 | 4.40 | 0.90 ms | 1.10 ms | 3.50 ms |",
-		"| minimal replay | 3.00 | 3.00 | 0.20 ms | 0.50 ms | 1.00 ms |",
+		"| run | transactions | round trips | SQS calls | SNS calls | Redis round trips (commands) | SMTP commands | handlers' process CPU | PostgreSQL CPU | machine CPU |",
+		"| pipeline, max | 4.40 | 4.40 | 2.25 | 0.00 | 3.10 (9.50) | 5.00 | 0.90 ms | 1.10 ms | 3.50 ms |",
+		"| ceiling | 3.10 | 3.10 | — | — | — (—) | — | 0.60 ms | 1.00 ms | 2.50 ms |",
+		"| minimal replay | 3.00 | 3.00 | — | — | — (0.01) | — | 0.20 ms | 0.50 ms | 1.00 ms |",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+// TestCostJSONTellsUncountedFromZero: a count of 0 is written, one not
+// counted is left out, and both read back as they were.
+func TestCostJSONTellsUncountedFromZero(t *testing.T) {
+	zero, five := 0.0, 5.0
+	in := OrderCost{RoundTrips: 4, SQSCalls: &five, SNSCalls: &zero, Exchanges: map[string]float64{"SQS ReceiveMessage": 5}}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"sqs_calls":5`, `"sns_calls":0`, `"exchanges":{"SQS ReceiveMessage":5}`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s lacks %s", b, want)
+		}
+	}
+	for _, absent := range []string{"redis_commands", "smtp_commands"} {
+		if strings.Contains(string(b), absent) {
+			t.Errorf("%s has %s, which was not counted", b, absent)
+		}
+	}
+	var out OrderCost
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(in, out); diff != "" {
+		t.Errorf("read back (-wrote +read):\n%s", diff)
 	}
 }

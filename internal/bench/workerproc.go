@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,8 +15,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 )
 
-// workerReady is what the worker logs once its consumers run.
-const workerReady = `"worker started"`
+// workerReady is what the worker logs once its consumers run, and
+// workerServing what it logs once it serves /metrics (before it is ready).
+const (
+	workerReady   = `"worker started"`
+	workerServing = "serving /metrics, /healthz and /readyz"
+)
 
 // WorkerProc is a worker running as a process of its own, as in production.
 type WorkerProc struct {
@@ -60,6 +66,28 @@ func StartWorker(ctx context.Context, argv, env []string, logPath string) (*Work
 			return nil, fmt.Errorf("bench: %s did not start within 60s; its log ends:\n%s", argv[0], w.Tail(20))
 		}
 	}
+}
+
+// MetricsAddr is the host:port where the worker serves /metrics, from its
+// log, or "" when it serves none.
+func (w *WorkerProc) MetricsAddr() string {
+	f, err := os.Open(w.logPath)
+	if err != nil {
+		return ""
+	}
+	defer func() { _ = f.Close() }() // read only
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var rec struct {
+			Msg  string `json:"msg"`
+			Addr string `json:"addr"`
+		}
+		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == workerServing && rec.Addr != "" {
+			return rec.Addr
+		}
+	}
+	return ""
 }
 
 // PID is the worker's process id.
@@ -129,7 +157,7 @@ func Env(base []string, set map[string]string) []string {
 // the stack: base (the caller's environment, so WORKER_MAX_IN_FLIGHT,
 // DB_MAX_CONNS and the like pass through) pointed at the benchmark's
 // database, topology and Redis prefix, through the network profile n,
-// without a metrics listener.
+// without a metrics listener (a pipeline run adds one).
 func (s *Stack) WorkerEnv(base []string, n *Net) []string {
 	set := map[string]string{
 		"DATABASE_URL":          n.DBURL,
