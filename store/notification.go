@@ -28,25 +28,23 @@ func NewEmailClaims(db *DB) *EmailClaims { return &EmailClaims{db: db} }
 // cancellation email however many cancellations it gets.
 const oneCancellationEmail = "notifications_one_cancellation"
 
+// claimCall is orderpipe_claim_email's (store/migrations/00011): the
+// claim's upsert, whose update only happens when the claim may be taken.
+// Its one row, when it took the claim, is the state it replaced (NULL: a
+// new email); no row when it took nothing.
+const claimCall = `SELECT r_from FROM orderpipe_claim_email($1::text, $2::text, $3::text, $4::text, $5::text, $6::bigint, $7::bytea, $8::text)`
+
 // Claim implements notification.ClaimStore in one round trip when the email
-// is new, a refused send's retry or a takeover: an upsert whose update only
-// happens when the claim may be taken, and which returns the state it
-// replaced. Only when it takes nothing does a second statement say why.
+// is new, a refused send's retry or a takeover: one call of claimCall,
+// which returns the state it replaced. Only when it takes nothing does a
+// second statement say why.
 func (c *EmailClaims) Claim(ctx context.Context, req notification.ClaimRequest) (notification.Claim, error) {
 	ev := req.Event
 	fp := events.Fingerprint(ev)
 	var claim notification.Claim
 	err := c.db.run(ctx, func(ctx context.Context, conn *pgxpool.Conn) error {
 		var from *string
-		err := conn.QueryRow(ctx, `
-			INSERT INTO notifications AS n (event_id, order_id, kind, recipient, message_id, status, lease_until, fingerprint, claim_token)
-			VALUES ($1::uuid, $2, $3, $4, $5, 'sending', now() + $6 * interval '1 millisecond', $7, $8)
-			ON CONFLICT (event_id) DO UPDATE
-			SET status = 'sending', attempts = n.attempts + 1, lease_until = excluded.lease_until,
-			    claim_token = excluded.claim_token, claimed_from = n.status
-			WHERE n.fingerprint IS NOT DISTINCT FROM excluded.fingerprint
-			  AND (n.status = 'failed' OR (n.status IN ('sending', 'unknown') AND n.lease_until < now()))
-			RETURNING n.claimed_from`,
+		err := conn.QueryRow(ctx, claimCall,
 			string(ev.EventID), ev.Order.OrderID, req.Kind, req.Recipient, req.MessageID, req.TTL.Milliseconds(), fp[:], req.Token,
 		).Scan(&from)
 		var pgErr *pgconn.PgError
@@ -107,20 +105,16 @@ func superseded(ctx context.Context, conn *pgxpool.Conn, ev events.Event, fp []b
 	return notification.AlreadySent, nil
 }
 
+// recordCall is orderpipe_record_email's (store/migrations/00011): the
+// ledger's six arguments (ledgerArgs). It marks the email sent and writes
+// the ledger row in one statement.
+const recordCall = `SELECT orderpipe_record_email($1::text, $2::text, $3::text, $4::text, $5::bytea, $6::text)`
+
 // Record implements notification.ClaimStore: the status and the ledger row
-// in one statement, so one round trip (and its own atomic transaction) is
-// all that stands between acceptance and record.
+// in one statement (recordCall), so one round trip (and its own atomic
+// transaction) is all that stands between acceptance and record.
 func (c *EmailClaims) Record(ctx context.Context, ev events.Event) error {
-	fp := events.Fingerprint(ev)
-	err := c.db.exec(ctx, `
-			WITH sent AS (
-				UPDATE notifications SET status = 'sent', sent_at = now(), lease_until = NULL
-				WHERE event_id = $1::uuid RETURNING event_id)
-			INSERT INTO processed_events (handler, event_id, event_type, order_id, fingerprint, trace_id)
-			SELECT $2, event_id, $3, $4, $5, $6 FROM sent
-			ON CONFLICT DO NOTHING`,
-		string(ev.EventID), notification.Name, string(ev.EventType), ev.Order.OrderID, fp[:], traceID(ctx))
-	if err != nil {
+	if err := c.db.exec(ctx, recordCall, ledgerArgs(ctx, notification.Name, ev)...); err != nil {
 		return fmt.Errorf("record email of %s sent: %w", ev.EventID, err)
 	}
 	return nil

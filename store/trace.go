@@ -82,14 +82,14 @@ func (t pgxTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.Tr
 	return t.start(ctx, "postgresql "+operation(data.SQL), semconv.DBQueryText(data.SQL))
 }
 
-// effectFunction is the name of the effect function sql calls
-// (`SELECT r_first, ... FROM orderpipe_reserve(...)`, see once), if it
-// calls one.
+// effectFunction is the name of the function sql calls, if it is one of
+// orderpipe's (`SELECT r_first, ... FROM orderpipe_reserve(...)`, see once;
+// `SELECT orderpipe_record_email(...)`).
 func effectFunction(sql string) (string, bool) {
-	if !strings.HasPrefix(sql, "SELECT r_first") {
-		return "", false
+	rest, ok := strings.CutPrefix(sql, "SELECT orderpipe_")
+	if !ok && strings.HasPrefix(sql, "SELECT r_") {
+		_, rest, ok = strings.Cut(sql, " FROM orderpipe_")
 	}
-	_, rest, ok := strings.Cut(sql, " FROM orderpipe_")
 	if !ok {
 		return "", false
 	}
