@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderpipe/orderpipe/events"
+	"github.com/orderpipe/orderpipe/internal/tick"
 	"github.com/orderpipe/orderpipe/metrics"
 	"github.com/orderpipe/orderpipe/resilience"
 	"github.com/orderpipe/orderpipe/worker"
@@ -48,6 +50,9 @@ var ErrLeaseLost = errors.New("idempotency lease lost")
 // KeyStore is the fast path of idempotency (Redis): an in-progress lease
 // that keeps concurrent copies from running the handler twice, and a
 // completed key that acknowledges known duplicates without the database.
+// Complete may return before the key says done (Redis's is written behind,
+// batched with others): a copy arriving meanwhile finds the lease held and
+// comes back later.
 type KeyStore interface {
 	Begin(ctx context.Context, handler string, id events.EventID, fingerprint string) (Lease, error)
 	Renew(ctx context.Context, l Lease) error
@@ -120,26 +125,20 @@ func noteOutcome(ctx context.Context, outcome string) {
 }
 
 // renewWhileRunning renews the lease every third of its TTL until stop.
+// Nothing runs for the many handlers done sooner (tick.Every).
 func renewWhileRunning(ctx context.Context, keys KeyStore, l Lease, orderID string, log *slog.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(keys.LeaseTTL() / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := keys.Renew(ctx, l); errors.Is(err, ErrLeaseLost) {
-					// Another copy may start now; the database ledger keeps
-					// the effect single.
-					log.WarnContext(ctx, "idempotency lease lost while handling", "key", l.Key, "order_id", orderID)
-					return
-				}
-			}
+	var lost atomic.Bool
+	stopTicks := tick.Every(keys.LeaseTTL()/3, func() {
+		if lost.Load() {
+			return
 		}
-	}()
-	return func() { cancel(); <-done }
+		if err := keys.Renew(ctx, l); errors.Is(err, ErrLeaseLost) {
+			// Another copy may start now; the database ledger keeps the
+			// effect single.
+			lost.Store(true)
+			log.WarnContext(ctx, "idempotency lease lost while handling", "key", l.Key, "order_id", orderID)
+		}
+	})
+	return func() { cancel(); stopTicks() }
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,4 +117,54 @@ func errString(err error) string {
 		return "nil"
 	}
 	return err.Error()
+}
+
+// renewingKeys counts renewals of a short lease, and loses it after lostAfter.
+type renewingKeys struct {
+	fakeKeys
+
+	renewals  atomic.Int32
+	lostAfter int32
+}
+
+func (k *renewingKeys) Renew(context.Context, Lease) error {
+	if k.renewals.Add(1) > k.lostAfter {
+		return ErrLeaseLost
+	}
+	return nil
+}
+func (k *renewingKeys) LeaseTTL() time.Duration { return 30 * time.Millisecond }
+
+// TestLeaseIsRenewedWhileTheHandlerRuns: a handler that outlives a third of
+// the lease has it renewed, again and again; once it is lost, no more
+// renewals are tried; after the handler returns, none.
+func TestLeaseIsRenewedWhileTheHandlerRuns(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		lostAfter int32
+		want      func(n int32) bool
+		wantText  string
+	}{
+		{"kept", 1000, func(n int32) bool { return n >= 3 }, "at least 3 (one every 10ms for 100ms)"},
+		{"lost at the second", 1, func(n int32) bool { return n == 2 }, "2 (then no more)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			keys := &renewingKeys{fakeKeys: fakeKeys{begin: Lease{Outcome: Acquired}}, lostAfter: tt.lostAfter}
+			h := Idempotent(keys, "billing", slog.New(slog.DiscardHandler), nil, func(context.Context, events.Event) error {
+				time.Sleep(100 * time.Millisecond)
+				return nil
+			})
+			if err := h(context.Background(), events.Event{EventID: "e"}); err != nil {
+				t.Fatal(err)
+			}
+			n := keys.renewals.Load()
+			if !tt.want(n) {
+				t.Errorf("%d renewals, want %s", n, tt.wantText)
+			}
+			time.Sleep(50 * time.Millisecond)
+			if after := keys.renewals.Load(); after != n {
+				t.Errorf("%d renewals after the handler returned", after-n)
+			}
+		})
+	}
 }

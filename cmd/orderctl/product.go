@@ -55,7 +55,7 @@ func product(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer r.Close()
-	p, err := redisstore.NewProductCache(r, store.NewCatalog(db), 0).UpdateProduct(ctx, sku, ch)
+	p, err := redisstore.NewProductCache(r, store.NewCatalog(db), redisstore.ProductCacheConfig{}).UpdateProduct(ctx, sku, ch)
 	if err != nil {
 		return err
 	}

@@ -51,10 +51,12 @@ type Config struct {
 	Redis    redisstore.Config
 	// IdemLease and IdemRetention are the idempotency keys' TTLs (in
 	// progress, completed); ProductCacheTTL the product entries'. Zero takes
-	// the store's defaults.
+	// the store's defaults. ProductMemoTTL is how long a product stays in
+	// the worker's memory; zero keeps none.
 	IdemLease       time.Duration
 	IdemRetention   time.Duration
 	ProductCacheTTL time.Duration
+	ProductMemoTTL  time.Duration
 	SMTP            mailer.Config
 	Notification    notification.Config
 	// EmailClaimTTL is the lease of an email claim; zero takes
@@ -354,7 +356,8 @@ func (d *deps) handlers(cfg Config) (map[string]worker.Handler, error) {
 		DB: d.db, Redis: d.redis, OutboxTopic: cfg.Topology.Topic, Sender: &breakerSender{b: d.smtp, next: d.mail},
 		Claim: cfg.EmailClaim(), Notification: cfg.Notification,
 		IdemLease: cfg.IdemLease, IdemRetention: cfg.IdemRetention, ProductCacheTTL: cfg.ProductCacheTTL,
-		Retry: cfg.Retry, Metrics: cfg.Metrics, Logger: cfg.Logger, TracerProvider: cfg.TracerProvider,
+		ProductMemoTTL: cfg.ProductMemoTTL,
+		Retry:          cfg.Retry, Metrics: cfg.Metrics, Logger: cfg.Logger, TracerProvider: cfg.TracerProvider,
 	})
 }
 

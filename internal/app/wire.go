@@ -40,8 +40,8 @@ type Deps struct {
 	Claim        notification.ClaimRules
 	Notification notification.Config
 	// IdemLease, IdemRetention and ProductCacheTTL: zero takes the store's
-	// defaults.
-	IdemLease, IdemRetention, ProductCacheTTL time.Duration
+	// defaults. ProductMemoTTL: zero keeps no product in memory.
+	IdemLease, IdemRetention, ProductCacheTTL, ProductMemoTTL time.Duration
 	// Retry bounds the in-process retry of a blip; zero takes the defaults.
 	Retry   resilience.RetryBudget
 	Metrics *metrics.Metrics
@@ -60,7 +60,8 @@ func EventFuncs(d Deps) (map[string]handlers.EventFunc, error) {
 	}
 	products := d.Catalog
 	if products == nil {
-		products = redisstore.NewProductCache(d.Redis, store.NewCatalog(d.DB), d.ProductCacheTTL)
+		products = redisstore.NewProductCache(d.Redis, store.NewCatalog(d.DB),
+			redisstore.ProductCacheConfig{TTL: d.ProductCacheTTL, MemoTTL: d.ProductMemoTTL})
 	}
 	bill := store.NewBilling(d.DB)
 	return map[string]handlers.EventFunc{

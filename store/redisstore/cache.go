@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -15,25 +16,45 @@ import (
 	"github.com/orderpipe/orderpipe/store"
 )
 
-// ProductCacheTTLDefault bounds how long a product entry lives in Redis.
-const ProductCacheTTLDefault = 5 * time.Minute
+// ProductCache defaults.
+const (
+	// ProductCacheTTLDefault bounds how long a product entry lives in Redis.
+	ProductCacheTTLDefault = 5 * time.Minute
+	// ProductMemoTTLDefault is how long the worker keeps a product in its
+	// own memory (workerenv's default for PRODUCT_CACHE_LOCAL_TTL).
+	ProductMemoTTLDefault = 5 * time.Second
+)
 
-// ProductCache reads catalog data (SKU, name, price) cache-aside: Redis
-// first, the database on a miss, then the entry is written back with a TTL.
-// Stock is not in the entry: it changes with every order and is only ever
-// decided under its row lock in the database, so reservations never touch
-// the cache.
+// ProductCache reads catalog data (SKU, name, price) cache-aside: this
+// process's memory first (when ProductCacheConfig.MemoTTL is set), then
+// Redis, then the database on a miss, and the entry is written back to
+// Redis with a TTL. Stock is not in the entry: it changes with every order
+// and is only ever decided under its row lock in the database, so
+// reservations never touch the cache.
 //
 // Key {prefix}product:{sku} = "<version>|<json>". Every change to a product
 // (UpdateProduct) bumps its version in the database and writes the new entry;
 // a write only replaces an entry with an older version, so a slow reader
 // that loaded the old row cannot put it back over the new one. If Redis is
 // unreachable at the moment of a change, the old entry can outlive it by at
-// most the TTL.
+// most the TTL. Other workers' memories hold the old product for at most
+// MemoTTL after its Redis entry changed.
 type ProductCache struct {
 	r      *Client
 	source ProductSource
 	ttl    time.Duration
+	memo   *memo // nil: none
+}
+
+// ProductCacheConfig configures a ProductCache.
+type ProductCacheConfig struct {
+	// TTL of the entries in Redis. Defaults to ProductCacheTTLDefault.
+	TTL time.Duration
+	// MemoTTL is how long this process remembers a product it read, so
+	// that an order's three handlers and the orders after it cost Redis
+	// nothing. Zero (the default) keeps nothing in memory: a library user
+	// opts in; the worker sets ProductMemoTTLDefault.
+	MemoTTL time.Duration
 }
 
 // ProductSource is where the products live: the database (store.Catalog).
@@ -43,13 +64,16 @@ type ProductSource interface {
 	UpdateProduct(ctx context.Context, sku events.SKU, ch store.ProductChange) (catalog.Product, int64, error)
 }
 
-// NewProductCache returns the cache in front of source; ttl 0 takes the
-// default.
-func NewProductCache(r *Client, source ProductSource, ttl time.Duration) *ProductCache {
-	if ttl <= 0 {
-		ttl = ProductCacheTTLDefault
+// NewProductCache returns the cache in front of source.
+func NewProductCache(r *Client, source ProductSource, cfg ProductCacheConfig) *ProductCache {
+	if cfg.TTL <= 0 {
+		cfg.TTL = ProductCacheTTLDefault
 	}
-	return &ProductCache{r: r, source: source, ttl: ttl}
+	c := &ProductCache{r: r, source: source, ttl: cfg.TTL}
+	if cfg.MemoTTL > 0 {
+		c.memo = newMemo(cfg.MemoTTL)
+	}
+	return c
 }
 
 type cachedProduct struct {
@@ -76,6 +100,26 @@ return 1
 // Redis fails, it reads the database.
 func (c *ProductCache) Products(ctx context.Context, skus []events.SKU) (map[events.SKU]catalog.Product, error) {
 	out := make(map[events.SKU]catalog.Product, len(skus))
+	if c.memo == nil {
+		return out, c.lookup(ctx, skus, out)
+	}
+	missing := c.memo.get(skus, out)
+	c.r.metrics.CacheRequests.WithLabelValues("memory").Add(float64(len(skus) - len(missing)))
+	if len(missing) == 0 {
+		return out, nil
+	}
+	found := make(map[events.SKU]catalog.Product, len(missing))
+	if err := c.lookup(ctx, missing, found); err != nil {
+		return nil, err
+	}
+	c.memo.put(found)
+	maps.Copy(out, found)
+	return out, nil
+}
+
+// lookup fills out from Redis, and from the database what Redis lacks (or
+// everything, when Redis fails).
+func (c *ProductCache) lookup(ctx context.Context, skus []events.SKU, out map[events.SKU]catalog.Product) error {
 	keys := make([]string, len(skus))
 	for i, sku := range skus {
 		keys[i] = c.r.key("product", string(sku))
@@ -90,7 +134,11 @@ func (c *ProductCache) Products(ctx context.Context, skus []events.SKU) (map[eve
 	if err != nil {
 		c.r.metrics.CacheRequests.WithLabelValues("error").Add(float64(len(skus)))
 		products, _, err := c.source.VersionedProducts(ctx, skus)
-		return products, err
+		for sku, p := range products {
+			p.Stock = 0
+			out[sku] = p
+		}
+		return err
 	}
 	var missing []events.SKU
 	for i, v := range vals {
@@ -104,19 +152,19 @@ func (c *ProductCache) Products(ctx context.Context, skus []events.SKU) (map[eve
 	}
 	c.r.metrics.CacheRequests.WithLabelValues("hit").Add(float64(len(skus) - len(missing)))
 	if len(missing) == 0 {
-		return out, nil
+		return nil
 	}
 	c.r.metrics.CacheRequests.WithLabelValues("miss").Add(float64(len(missing)))
 	loaded, versions, err := c.source.VersionedProducts(ctx, missing)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for sku, p := range loaded {
 		p.Stock = 0 // not catalog data: never served from here
 		out[sku] = p
 		c.put(ctx, p, versions[sku])
 	}
-	return out, nil
+	return nil
 }
 
 func decodeCached(sku events.SKU, s string) (catalog.Product, bool) {
@@ -152,5 +200,10 @@ func (c *ProductCache) UpdateProduct(ctx context.Context, sku events.SKU, ch sto
 		return p, err
 	}
 	c.put(ctx, p, version)
+	if c.memo != nil {
+		entry := p
+		entry.Stock = 0
+		c.memo.put(map[events.SKU]catalog.Product{sku: entry})
+	}
 	return p, nil
 }

@@ -28,8 +28,10 @@ import (
 type Client struct {
 	rdb     *redis.Client
 	prefix  string
+	timeout time.Duration
 	br      *resilience.Breaker
 	metrics *metrics.Metrics
+	behind  *writeBehind
 }
 
 // Config configures the Redis client.
@@ -104,7 +106,8 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	// the retry, and a worker must not spend a second per message on a dead
 	// Redis before the breaker opens.
 	opt.MaxRetries, opt.DialerRetries, opt.DialerRetryTimeout = -1, 1, time.Millisecond
-	r := &Client{rdb: redis.NewClient(opt), prefix: cfg.KeyPrefix, metrics: metrics.Or(cfg.Metrics)}
+	r := &Client{rdb: redis.NewClient(opt), prefix: cfg.KeyPrefix, timeout: cfg.Timeout, metrics: metrics.Or(cfg.Metrics)}
+	r.rdb.AddHook(countHook{trips: r.metrics.RedisRoundTrips})
 	if cfg.TracerProvider != nil {
 		r.rdb.AddHook(traceHook{tracer: cfg.TracerProvider.Tracer(tracerName)})
 	}
@@ -112,11 +115,14 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 		Name: "redis", Failures: 3, OpenFor: cfg.BreakerOpenFor, Logger: log, Metrics: r.metrics,
 		Effect: "idempotency keys and product cache bypassed, the database decides alone (slower, still exactly once)",
 	})
+	r.behind = newWriteBehind(ctx, r)
 	return r, nil
 }
 
-// Close closes the client.
+// Close sends the writes still queued behind (waiting at most 2 s) and
+// closes the client.
 func (r *Client) Close() error {
+	r.behind.close()
 	r.br.Close()
 	if err := r.rdb.Close(); err != nil {
 		return fmt.Errorf("close redis client: %w", err)

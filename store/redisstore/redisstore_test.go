@@ -91,7 +91,22 @@ func TestIdempotencyKeysLifecycle(t *testing.T) {
 	if err := keys.Complete(ctx, third); err != nil {
 		t.Fatal(err)
 	}
-	step(fpA, handlers.Done)
+	// The completion is written behind, within 10 ms: until then the key
+	// is in progress (busy); then it is done.
+	deadline := time.Now().Add(time.Second)
+	for {
+		l, err := keys.Begin(ctx, "billing", id, fpA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Outcome == handlers.Done {
+			break
+		}
+		if l.Outcome != handlers.Busy || time.Now().After(deadline) {
+			t.Fatalf("after Complete: %s, want busy then done within 1s", l.Outcome)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	step(fpB, handlers.Conflict)
 }
 
@@ -118,7 +133,7 @@ func TestProductCacheAside(t *testing.T) {
 	env := testenv.Open(t, "redisstore")
 	ctx := context.Background()
 	r, prefix, m := openRedisWithMetrics(t, testenv.RedisURL)
-	cache := redisstore.NewProductCache(r, store.NewCatalog(env.DB), time.Minute)
+	cache := redisstore.NewProductCache(r, store.NewCatalog(env.DB), redisstore.ProductCacheConfig{TTL: time.Minute})
 	sku := events.SKU("CACHE-" + uuid.NewString()[:8])
 	if _, err := env.DB.Pool().Exec(ctx, `INSERT INTO products (sku, name, price_cents, stock) VALUES ($1, 'Lamp', 4999, 10)`, string(sku)); err != nil {
 		t.Fatal(err)
@@ -170,9 +185,89 @@ func TestProductCacheAside(t *testing.T) {
 	}
 	// With Redis unreachable, reads fall back to the database.
 	down, _ := openRedis(t, fmt.Sprintf("redis://127.0.0.1:%d/0", testenv.FreePort(t)))
-	ps, err := redisstore.NewProductCache(down, store.NewCatalog(env.DB), 0).Products(ctx, []events.SKU{sku})
+	ps, err := redisstore.NewProductCache(down, store.NewCatalog(env.DB), redisstore.ProductCacheConfig{}).Products(ctx, []events.SKU{sku})
 	if err != nil || ps[sku].Price != 3999 {
 		t.Errorf("read with Redis down = %+v, %v; want 3999 from the database", ps[sku], err)
+	}
+}
+
+// TestProductMemo shows the memory tier: a product read once is served
+// from memory (Redis emptied behind the cache's back changes nothing) until
+// the memo's TTL runs out; this process's UpdateProduct updates it at once;
+// unknown SKUs are never remembered.
+func TestProductMemo(t *testing.T) {
+	env := testenv.Open(t, "redisstore")
+	ctx := context.Background()
+	r, prefix, m := openRedisWithMetrics(t, testenv.RedisURL)
+	const memoTTL = 300 * time.Millisecond
+	cache := redisstore.NewProductCache(r, store.NewCatalog(env.DB), redisstore.ProductCacheConfig{TTL: time.Minute, MemoTTL: memoTTL})
+	sku := events.SKU("MEMO-" + uuid.NewString()[:8])
+	if _, err := env.DB.Pool().Exec(ctx, `INSERT INTO products (sku, name, price_cents, stock) VALUES ($1, 'Lamp', 4999, 10)`, string(sku)); err != nil {
+		t.Fatal(err)
+	}
+	count := func(result string) float64 { return testutil.ToFloat64(m.CacheRequests.WithLabelValues(result)) }
+	price := func() catalog.Cents {
+		t.Helper()
+		ps, err := cache.Products(ctx, []events.SKU{sku, "NO-SUCH-SKU"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, ok := ps["NO-SUCH-SKU"]; ok {
+			t.Errorf("an unknown SKU came back: %+v", p)
+		}
+		if ps[sku].Stock != 0 {
+			t.Errorf("stock %d served from a cache, want 0", ps[sku].Stock)
+		}
+		return ps[sku].Price
+	}
+	raw := redis.NewClient(mustParse(t, testenv.RedisURL))
+	defer raw.Close()
+	setRow := func(cents int) {
+		t.Helper()
+		if _, err := env.DB.Pool().Exec(ctx, `UPDATE products SET price_cents = $2 WHERE sku = $1`, string(sku), cents); err != nil {
+			t.Fatal(err)
+		}
+		if err := raw.Del(ctx, prefix+"product:"+string(sku)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	start := time.Now()
+	if p := price(); p != 4999 {
+		t.Fatalf("first read = %d, want 4999", p)
+	}
+	setRow(1) // the row changed and the Redis entry is gone: only memory has 4999
+	memory, unknownMisses := count("memory"), count("miss")
+	if p := price(); p != 4999 && time.Since(start) < memoTTL {
+		t.Errorf("second read = %d, want 4999 from memory", p)
+	}
+	if count("memory")-memory != 1 {
+		t.Errorf("memory hits = %v, want 1 (the lamp)", count("memory")-memory)
+	}
+	if count("miss")-unknownMisses != 1 {
+		t.Errorf("misses = %v, want 1: the unknown SKU is asked for every time", count("miss")-unknownMisses)
+	}
+	// This process's change is seen at once.
+	newPrice := catalog.Cents(3999)
+	changed := time.Now() // before the memory's entry, so it expires after changed + memoTTL
+	if _, err := cache.UpdateProduct(ctx, sku, store.ProductChange{Price: &newPrice}); err != nil {
+		t.Fatal(err)
+	}
+	if p := price(); p != 3999 {
+		t.Errorf("after UpdateProduct price = %d, want 3999", p)
+	}
+	// Another process's change (the row and Redis, not this memory) is
+	// seen once the memo's TTL has run out.
+	setRow(2999)
+	deadline := changed.Add(memoTTL + 2*time.Second)
+	for price() != 2999 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the changed price was not read within the memo TTL (%s) and 2s", memoTTL)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if waited := time.Since(changed); waited < memoTTL {
+		t.Errorf("the memory forgot the product after %s, before its TTL %s", waited, memoTTL)
 	}
 }
 

@@ -52,6 +52,7 @@ func Load(lookup env.LookupFunc) *Config {
 		IdemLease:       e.Duration("IDEMPOTENCY_LEASE", redisstore.LeaseDefault, "in-progress key TTL in Redis, renewed every third of it while a handler runs; a dead worker's copy is retried after at most this; at least 1s and 3 x REDIS_TIMEOUT"),
 		IdemRetention:   e.Duration("IDEMPOTENCY_RETENTION", redisstore.RetentionDefault, "how long Redis remembers a completed event (later duplicates meet the database ledger)"),
 		ProductCacheTTL: e.Duration("PRODUCT_CACHE_TTL", redisstore.ProductCacheTTLDefault, "TTL of product entries (name, price) in Redis"),
+		ProductMemoTTL:  e.DurationOrOff("PRODUCT_CACHE_LOCAL_TTL", redisstore.ProductMemoTTLDefault, "how long the worker keeps a product (name, price) in its own memory; a price change reaches its orders within this; 0 for none"),
 		SMTP: mailer.Config{
 			Addr:     e.String("SMTP_ADDR", "127.0.0.1:1025", "SMTP server host:port (Mailpit locally, SES SMTP in AWS)"),
 			Username: e.String("SMTP_USERNAME", "", "SMTP user; empty for no authentication"),
