@@ -73,6 +73,11 @@ func Decode(body []byte) (Event, error) {
 	if len(body) > MaxEventBytes {
 		return Event{}, invalid(ReasonTooLarge, "", "%d bytes, limit %d", len(body), MaxEventBytes)
 	}
+	// The common case, a current event, is parsed once; anything else is
+	// parsed again below, so that its error is the one the envelope gives.
+	if ev, err := decodeCurrent(body); err == nil {
+		return validated(ev)
+	}
 	// First the envelope, so an unknown version is reported as such rather than
 	// as whatever field a future version changed.
 	var head struct {
@@ -88,6 +93,23 @@ func Decode(body []byte) (Event, error) {
 	if *head.SchemaVersion != SchemaVersion {
 		return Event{}, invalid(ReasonUnsupportedVersion, "schema_version", "%d is not supported (want %d)", *head.SchemaVersion, SchemaVersion)
 	}
+	ev, err := decodeCurrent(body)
+	if err != nil {
+		return Event{}, err
+	}
+	return validated(ev)
+}
+
+func validated(ev Event) (Event, error) {
+	if err := ev.Validate(); err != nil {
+		return Event{}, err
+	}
+	return ev, nil
+}
+
+// decodeCurrent parses body as an event of the current schema version, with
+// nothing after it; it does not validate the fields.
+func decodeCurrent(body []byte) (Event, error) {
 	var ev Event
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&ev); err != nil {
@@ -96,8 +118,8 @@ func Decode(body []byte) (Event, error) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return Event{}, invalid(ReasonMalformedJSON, "", "trailing data after the event")
 	}
-	if err := ev.Validate(); err != nil {
-		return Event{}, err
+	if ev.SchemaVersion != SchemaVersion {
+		return Event{}, invalid(ReasonUnsupportedVersion, "schema_version", "%d is not supported (want %d)", ev.SchemaVersion, SchemaVersion)
 	}
 	return ev, nil
 }

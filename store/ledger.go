@@ -53,10 +53,13 @@ func (db *DB) once(ctx context.Context, handler string, ev events.Event, call st
 	if err != nil {
 		return false, err
 	}
-	if fp := events.Fingerprint(ev); !first && known != nil && !bytes.Equal(known, fp[:]) {
+	if first || known == nil {
+		return first, nil
+	}
+	if fp := events.Fingerprint(ev); !bytes.Equal(known, fp[:]) {
 		return false, fmt.Errorf("%s for %s: %w", ev.EventID, handler, events.ErrConflict)
 	}
-	return first, nil
+	return false, nil
 }
 
 func skuStrings(skus []events.SKU) []string {
