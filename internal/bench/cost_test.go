@@ -2,7 +2,10 @@ package bench
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -44,4 +47,50 @@ func batchOf(sqls ...string) *pgx.Batch {
 		b.Queue(q)
 	}
 	return b
+}
+
+// TestCPUProbeCountsBackendsThatExited: a backend that works and exits
+// within the run is PostgreSQL's CPU, not "other": PgBouncer closes idle
+// server connections and opens new ones under load, and a breakdown that
+// lost their time put the database's CPU at a tenth of what it was.
+func TestCPUProbeCountsBackendsThatExited(t *testing.T) {
+	env := testenv.Open(t, "bench")
+	ctx := context.Background()
+	probe := NewCPUProbe(env.DBName, map[string]int{})
+	cfg, err := pgx.ParseConfig(testenv.AdminDatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Database = env.DBName
+	conn, err := pgx.ConnectConfig(ctx, cfg) // a backend of its own, straight on PostgreSQL
+	if err != nil {
+		t.Fatal(err)
+	}
+	var backend int
+	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid() FROM (SELECT count(*) FROM generate_series(1, 5000000)) AS work").Scan(&backend); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Gone once the postmaster has reaped it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", backend)); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backend %d still there 10s after its connection closed", backend)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var pg float64
+	for _, s := range probe.Stop() {
+		if s.Name == partPostgres {
+			pg = s.Cores * time.Since(probe.startAt).Seconds()
+		}
+	}
+	if pg < 0.1 {
+		t.Errorf("the exited backend's CPU counted for the database: %.3f s, want at least 0.1 s (5 million rows counted)", pg)
+	}
 }

@@ -2,6 +2,8 @@ package bench
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -40,6 +42,10 @@ type CPUProbe struct {
 	start    map[int]procCPU
 	startAll time.Duration
 	startAt  time.Time
+	// postmaster is PostgreSQL's parent process (0: none seen), and
+	// startReaped the CPU of the children it had reaped at the start.
+	postmaster  int
+	startReaped time.Duration
 }
 
 type procCPU struct {
@@ -53,6 +59,8 @@ type procCPU struct {
 func NewCPUProbe(dbname string, pids map[string]int) *CPUProbe {
 	p := &CPUProbe{dbname: dbname, pids: pids, startAt: time.Now()}
 	p.start, p.startAll = p.snapshot()
+	p.postmaster = postmasterOf(p.start)
+	p.startReaped = reapedCPU(p.postmaster)
 	return p
 }
 
@@ -69,6 +77,7 @@ func (p *CPUProbe) Stop() []CPUShare {
 		}
 		byPart[e.part] += max(d, 0)
 	}
+	byPart[partPostgres] += p.exitedBackends(end)
 	var known time.Duration
 	shares := make([]CPUShare, 0, len(byPart)+2)
 	for part, d := range byPart {
@@ -80,6 +89,72 @@ func (p *CPUProbe) Stop() []CPUShare {
 	shares = append(shares, CPUShare{Name: partOther, Cores: max(all-known, 0).Seconds() / wall})
 	slices.SortFunc(shares, func(a, b CPUShare) int { return int(1e6 * (b.Cores - a.Cores)) })
 	return append(shares, CPUShare{Name: partMachineAll, Cores: all.Seconds() / wall})
+}
+
+// exitedBackends is the CPU, during the run, of the PostgreSQL processes
+// that exited before its end (PgBouncer closes idle server connections and
+// opens new ones under load): the postmaster's reaped children's time grew
+// by their whole lives, less what those alive at the start had used by
+// then. It is counted as the benchmark database's: nothing else uses the
+// cluster during a run.
+func (p *CPUProbe) exitedBackends(end map[int]procCPU) time.Duration {
+	if p.postmaster == 0 {
+		return 0
+	}
+	d := reapedCPU(p.postmaster) - p.startReaped
+	for pid, s := range p.start {
+		if _, alive := end[pid]; !alive && (s.part == partPostgres || s.part == partPGShared) {
+			d -= s.cpu
+		}
+	}
+	return max(d, 0)
+}
+
+// postmasterOf is the parent of the PostgreSQL processes in snap, or 0.
+func postmasterOf(snap map[int]procCPU) int {
+	for pid, s := range snap {
+		if s.part != partPostgres && s.part != partPGShared {
+			continue
+		}
+		if f, err := statFields(filepath.Join("/proc", strconv.Itoa(pid), "stat")); err == nil && len(f) > 1 {
+			if ppid, err := strconv.Atoi(f[1]); err == nil {
+				return ppid
+			}
+		}
+	}
+	return 0
+}
+
+// reapedCPU is the user and system time of pid's children it has waited
+// for (cutime and cstime), or 0.
+func reapedCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	f, err := statFields(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil || len(f) < 15 {
+		return 0
+	}
+	// After ')': state is field 3, so cutime (16) and cstime (17) are f[13], f[14].
+	cutime, err1 := strconv.ParseInt(f[13], 10, 64)
+	cstime, err2 := strconv.ParseInt(f[14], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return time.Duration(cutime+cstime) * time.Second / clockTicks
+}
+
+// statFields are the fields of /proc/PID/stat after the command's ")".
+func statFields(path string) ([]string, error) {
+	stat, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return nil, errors.New("no ')' in stat")
+	}
+	return strings.Fields(string(stat[i+1:])), nil
 }
 
 func (p *CPUProbe) snapshot() (map[int]procCPU, time.Duration) {
