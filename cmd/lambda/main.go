@@ -55,7 +55,7 @@ func lambdaMain(args []string) int {
 		log.Error("bad configuration", "err", err)
 		return 2
 	}
-	log.Info("configuration", f.Env.Effective()...)
+	log.Info("configuration", append(f.Env.Effective(), "gc_percent", workerenv.TuneGC(os.LookupEnv))...)
 	if err := f.ResolveSecrets(ctx); err != nil {
 		log.Error("bad configuration", "err", err)
 		return 2

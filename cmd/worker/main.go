@@ -58,7 +58,7 @@ func workerMain(args []string) int {
 		log.Error("bad configuration", "err", err)
 		return 2
 	}
-	log.Info("configuration", w.Env.Effective()...)
+	log.Info("configuration", append(w.Env.Effective(), "gc_percent", workerenv.TuneGC(os.LookupEnv))...)
 	w.Tracing.ServiceVersion, w.Tracing.Logger = buildinfo.Version(version), log
 	tp, stopTracing, err := tracing.Start(w.Tracing)
 	if err != nil {
