@@ -368,9 +368,12 @@ func (c *CommitCutter) startup(r *bufio.Reader, w *bufio.Writer, st *conn) error
 	}
 }
 
-var writeSQL = regexp.MustCompile(`(?i)\b(insert|update|delete)\b`)
+var writeSQL = regexp.MustCompile(`(?i)\b(insert|update|delete)\b|\borderpipe_\w+\(`)
 
-// isWrite reports whether a statement writes.
+// isWrite reports whether a statement writes: a write statement, or a call
+// of one of orderpipe's functions (store/migrations 00010, 00011), every
+// one of which writes — the handlers' effects and the email's claim and
+// record are nothing but such calls.
 func isWrite(q string) bool { return writeSQL.MatchString(q) }
 
 // isRollback reports whether a simple query is ROLLBACK (or ABORT).
