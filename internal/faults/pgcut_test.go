@@ -73,4 +73,3 @@ func TestCommitCutter(t *testing.T) {
 		t.Errorf("%d rows committed, want 3: the cut commits must reach the server", n)
 	}
 }
-
