@@ -81,7 +81,7 @@ func (b *Bench) workerHandlers(ctx context.Context, m *metrics.Metrics) (map[str
 	if err != nil {
 		return nil, nil, err
 	}
-	rdb, err := redisstore.Open(ctx, redisstore.Config{URL: b.net.RedisURL, KeyPrefix: b.s.Cfg.RedisPrefix, Logger: quiet})
+	rdb, err := redisstore.Open(ctx, redisstore.Config{URL: b.net.RedisURL, KeyPrefix: b.s.Cfg.RedisPrefix, Logger: quiet, Metrics: m})
 	if err != nil {
 		db.Close()
 		return nil, nil, err
