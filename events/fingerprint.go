@@ -1,6 +1,7 @@
 package events
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 )
@@ -32,3 +33,27 @@ func (conflictError) Error() string { return "event_id reused with a different p
 
 // PermanentReason says that no retry can mend a conflict.
 func (conflictError) PermanentReason() string { return string(ReasonConflict) }
+
+// fingerprintKey carries a fingerprint in a context (WithFingerprint).
+type fingerprintKey struct{}
+
+type carriedFingerprint struct {
+	id EventID
+	fp [sha256.Size]byte
+}
+
+// WithFingerprint returns ctx carrying fp as the fingerprint of the event
+// id, so that the code an event passes through (the idempotency keys, then
+// the store's ledger) computes it once: it is a JSON encoding and a hash.
+func WithFingerprint(ctx context.Context, id EventID, fp [sha256.Size]byte) context.Context {
+	return context.WithValue(ctx, fingerprintKey{}, carriedFingerprint{id: id, fp: fp})
+}
+
+// FingerprintOf is Fingerprint(ev), taken from ctx when it carries ev's
+// (WithFingerprint with ev's event_id).
+func FingerprintOf(ctx context.Context, ev Event) [sha256.Size]byte {
+	if c, ok := ctx.Value(fingerprintKey{}).(carriedFingerprint); ok && c.id == ev.EventID {
+		return c.fp
+	}
+	return Fingerprint(ev)
+}

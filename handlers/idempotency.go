@@ -75,6 +75,7 @@ func Idempotent(keys KeyStore, handler string, log *slog.Logger, m *metrics.Metr
 	count := func(o string) { m.IdempotencyOutcomes.WithLabelValues(handler, o).Inc() }
 	return func(ctx context.Context, ev events.Event) error {
 		fp := events.Fingerprint(ev)
+		ctx = events.WithFingerprint(ctx, ev.EventID, fp) // the ledger's, below
 		lease, err := keys.Begin(ctx, handler, ev.EventID, hex.EncodeToString(fp[:]))
 		if err != nil {
 			count("bypass")

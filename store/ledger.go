@@ -30,7 +30,7 @@ import (
 // handler, event_id, event_type, order_id, fingerprint and trace_id (the
 // trace the effect was part of, for `orderctl trace`; NULL when not traced).
 func ledgerArgs(ctx context.Context, handler string, ev events.Event) []any {
-	fp := events.Fingerprint(ev)
+	fp := events.FingerprintOf(ctx, ev)
 	return []any{handler, string(ev.EventID), string(ev.EventType), ev.Order.OrderID, fp[:], traceID(ctx)}
 }
 
@@ -56,7 +56,7 @@ func (db *DB) once(ctx context.Context, handler string, ev events.Event, call st
 	if first || known == nil {
 		return first, nil
 	}
-	if fp := events.Fingerprint(ev); !bytes.Equal(known, fp[:]) {
+	if fp := events.FingerprintOf(ctx, ev); !bytes.Equal(known, fp[:]) {
 		return false, fmt.Errorf("%s for %s: %w", ev.EventID, handler, events.ErrConflict)
 	}
 	return false, nil

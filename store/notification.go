@@ -40,7 +40,7 @@ const claimCall = `SELECT r_from FROM orderpipe_claim_email($1::text, $2::text, 
 // second statement say why.
 func (c *EmailClaims) Claim(ctx context.Context, req notification.ClaimRequest) (notification.Claim, error) {
 	ev := req.Event
-	fp := events.Fingerprint(ev)
+	fp := events.FingerprintOf(ctx, ev)
 	var claim notification.Claim
 	err := c.db.run(ctx, func(ctx context.Context, conn *pgxpool.Conn) error {
 		var from *string
