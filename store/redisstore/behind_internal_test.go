@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -51,17 +50,7 @@ func (h *setCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 
 func openCounted(t *testing.T) (*Client, *setCounter) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("integration test: skipped by -short")
-	}
-	url := os.Getenv("REDIS_URL")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
-	r, err := Open(context.Background(), Config{URL: url, KeyPrefix: "orderpipe-test:" + uuid.NewString()[:8] + ":"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := openLocal(t)
 	h := &setCounter{}
 	r.rdb.AddHook(h)
 	return r, h
