@@ -146,7 +146,9 @@ func (k *Keys) Renew(ctx context.Context, l handlers.Lease) error {
 // says done whoever holds the lease now. It does not wait for Redis: the
 // write goes out with others in one pipeline within 10 ms (writeBehind),
 // and until then a copy finds the key in progress and comes back later.
-// Only when the queue is full does it write at once.
+// Only when the queue is full does it write at once. In a Lambda function a
+// completion queued as the invocation ends goes out when the environment
+// next runs, or is lost with it: a later copy then meets the ledger.
 func (k *Keys) Complete(ctx context.Context, l handlers.Lease) error {
 	if k.r.behind.set(l.Key, "D|"+l.Fingerprint, k.retention) {
 		return nil
